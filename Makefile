@@ -1,0 +1,36 @@
+# Set-up, tests and the demo from nothing: `make test`, `make demo`.
+# The virtual environment is built on first use and rebuilt when
+# pyproject.toml or this file changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
+# Override on a GPU machine, e.g. `make test TORCH=torch`.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+export SCIPY_ARRAY_API := 1
+
+.PHONY: install test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest tests sklearn_ksom torch_adapter
+
+test-fast: install
+	$(PY) -m pytest tests sklearn_ksom torch_adapter -m "not slow" -x
+
+demo: install
+	$(PY) -m sklearn_ksom
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

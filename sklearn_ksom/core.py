@@ -1,0 +1,207 @@
+"""The quantiser engine: pure array-API functions, shared by every front end.
+
+Everything that updates a codebook is here, once: the squared distances, the
+best (and second-best) units, the per-code statistics of a batch, the EMA
+step with Laplace smoothing and the batch-SOM step (SPEC section 1).  The
+scikit-learn estimators and the PyTorch layers own state and call these
+functions; they never repeat a formula.
+
+Functions take arrays and return new arrays in the inputs' namespace and on
+their device (NumPy, CuPy, torch, array_api_strict, ...).  The neighbourhood
+is applied to K-sized statistics only, through
+:meth:`sklearn_ksom.topology.Neighbourhood.spread`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._array_api import assignment_counts_and_sums, device_of, namespace
+from .topology import Neighbourhood
+
+# Rows of X per distance block, chosen so one block's N x K distances stay
+# near 2**24 entries (64 MiB in float32) whatever K is.
+BLOCK_ENTRIES = 2**24
+
+
+class EMAState(NamedTuple):
+    """What an EMA / KSOM quantiser carries from step to step.
+
+    codebook : (K, D) the codes W.
+    counts : (K,) EMA cluster sizes N_k.
+    sums : (K, D) EMA sums M.
+    """
+
+    codebook: object
+    counts: object
+    sums: object
+
+
+class Assignment(NamedTuple):
+    """Best units of a batch and their squared distances."""
+
+    first: object  # (N,) int, index of the nearest code
+    squared_distance: object  # (N,) squared distance to it
+    second: object = None  # (N,) int, second-nearest code, when asked for
+
+
+def initial_state(codebook, initial_count: float) -> EMAState:
+    """Reference initialisation: M = W (a copy), N_k = N0 for every code."""
+    xp = namespace(codebook)
+    counts = xp.full((codebook.shape[0],), initial_count, dtype=codebook.dtype, device=device_of(codebook))
+    return EMAState(codebook, counts, counts[:, None] * codebook)
+
+
+def squared_norms(X):
+    xp = namespace(X)
+    return xp.sum(X * X, axis=1)
+
+
+def squared_distances(X, codebook, codebook_norms=None):
+    """||x_i - w_k||^2 for every sample and code, (N, K), by one GEMM."""
+    xp = namespace(X, codebook)
+    if codebook_norms is None:
+        codebook_norms = squared_norms(codebook)
+    cross = xp.matmul(X, xp.matrix_transpose(codebook))
+    distances = xp.reshape(squared_norms(X), (-1, 1)) - 2 * cross + xp.reshape(codebook_norms, (1, -1))
+    return xp.clip(distances, min=0)
+
+
+def _assign_block(X, codebook, codebook_norms, second: bool, xp) -> Assignment:
+    # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
+    scores = xp.reshape(codebook_norms, (1, -1)) - 2 * xp.matmul(X, xp.matrix_transpose(codebook))
+    first = xp.argmin(scores, axis=1)
+    best = xp.min(scores, axis=1)
+    squared_distance = xp.clip(best + squared_norms(X), min=0)
+    runner_up = None
+    if second:
+        codes = xp.reshape(xp.arange(codebook.shape[0], device=device_of(X)), (1, -1))
+        masked = xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
+        runner_up = xp.argmin(masked, axis=1)
+    return Assignment(first, squared_distance, runner_up)
+
+
+def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) -> Assignment:
+    """Nearest code (and optionally second-nearest) of every row of ``X``.
+
+    Works through ``X`` in row blocks so the N x K distance matrix never
+    exists whole.
+    """
+    xp = namespace(X, codebook)
+    n_samples = X.shape[0]
+    codebook_norms = squared_norms(codebook)
+    if block_rows is None:
+        block_rows = max(1, BLOCK_ENTRIES // max(codebook.shape[0], 1))
+    if n_samples <= block_rows:
+        return _assign_block(X, codebook, codebook_norms, second, xp)
+    parts = [
+        _assign_block(X[start : min(start + block_rows, n_samples), ...], codebook, codebook_norms, second, xp)
+        for start in range(0, n_samples, block_rows)
+    ]
+    return Assignment(
+        xp.concat([p.first for p in parts]),
+        xp.concat([p.squared_distance for p in parts]),
+        xp.concat([p.second for p in parts]) if second else None,
+    )
+
+
+def code_statistics(X, units, n_codes: int, sample_weight=None):
+    """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment."""
+    xp = namespace(X, units)
+    if sample_weight is None:
+        sample_weight = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
+    return assignment_counts_and_sums(X, units, n_codes, sample_weight, xp)
+
+
+def ema_update(
+    state: EMAState,
+    counts,
+    sums,
+    *,
+    decay: float,
+    epsilon: float,
+    update_all: bool = True,
+) -> EMAState:
+    """One EMA codebook update from a batch's (neighbourhood-spread) statistics.
+
+    ``update_all`` (SPEC section 1, the reference form): every code's EMA
+    decays, then Laplace smoothing keeps the total count and keeps every
+    N_k > 0.  Otherwise ("active only", the paper's ablation) only codes with
+    counts > 0 in this batch change, without smoothing.
+    """
+    xp = namespace(state.codebook, counts)
+    new_counts = decay * state.counts + (1 - decay) * counts
+    new_sums = decay * state.sums + (1 - decay) * sums
+    if update_all:
+        total = xp.sum(new_counts)
+        n_codes = new_counts.shape[0]
+        new_counts = (new_counts + epsilon) / (total + n_codes * epsilon) * total
+        return EMAState(new_sums / xp.reshape(new_counts, (-1, 1)), new_counts, new_sums)
+    active = counts > 0
+    new_counts = xp.where(active, new_counts, state.counts)
+    rows = xp.reshape(active, (-1, 1))
+    new_sums = xp.where(rows, new_sums, state.sums)
+    safe_counts = xp.reshape(xp.where(active, new_counts, xp.ones_like(new_counts)), (-1, 1))
+    codebook = xp.where(rows, new_sums / safe_counts, state.codebook)
+    return EMAState(codebook, new_counts, new_sums)
+
+
+def ema_step(
+    state: EMAState,
+    X,
+    neighbourhood: Neighbourhood,
+    *,
+    decay: float,
+    epsilon: float,
+    update_all: bool = True,
+    sample_weight=None,
+) -> tuple[EMAState, Assignment]:
+    """One KSOM-VQ training step on the batch ``X`` (EMA-VQ when P = I).
+
+    Assign each row to its nearest code, spread the counts and sums over the
+    neighbourhood (n = colsum(E) P, E~^T Z = P^T E^T Z) and apply the EMA
+    update.  Returns the new state and the assignment made before it.
+    """
+    xp = namespace(X, state.codebook)
+    n_codes = state.codebook.shape[0]
+    assignment = assign(X, state.codebook)
+    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
+    new_state = ema_update(
+        state,
+        neighbourhood.spread(counts, xp),
+        neighbourhood.spread(sums, xp),
+        decay=decay,
+        epsilon=epsilon,
+        update_all=update_all,
+    )
+    return new_state, assignment
+
+
+def batch_statistics(X, codebook, sample_weight=None):
+    """Per-code counts, sums and the weighted squared error of ``X``.
+
+    These add up over chunks of data, which is what lets the batch
+    algorithm run over data split across blocks or machines.
+    """
+    xp = namespace(X, codebook)
+    assignment = assign(X, codebook)
+    counts, sums = code_statistics(X, assignment.first, codebook.shape[0], sample_weight)
+    error = assignment.squared_distance
+    if sample_weight is not None:
+        error = error * sample_weight
+    return counts, sums, xp.sum(error)
+
+
+def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood):
+    """Kohonen's batch-SOM step from whole-data statistics (SPEC section 1).
+
+    W_k = (P^T E^T Z)_k / (colsum(E) P)_k for every code whose spread count
+    is positive; other codes keep their place.  With P = I this is Lloyd's
+    k-means step.
+    """
+    xp = namespace(codebook, counts)
+    spread_counts = neighbourhood.spread(counts, xp)
+    spread_sums = neighbourhood.spread(sums, xp)
+    active = spread_counts > 0
+    safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
+    return xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)

@@ -1,0 +1,139 @@
+"""Starting codebooks: random, data samples, PCA plane, k-means++.
+
+Each function returns a (K, D) codebook in the namespace and on the device
+of ``X``.  Random numbers come from a NumPy ``RandomState`` on the host (the
+array API has no RNG); only the drawn numbers travel to the device, never
+the data back to the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._array_api import device_of, move_to, namespace, to_numpy
+from .topology import Grid
+
+
+def random_codes(X, n_codes, rng, sample_weight=None, grid=None):
+    """Gaussian codes with the per-feature mean and spread of ``X``.
+
+    For standardised data this is the reference code's W ~ N(0, 1).
+    """
+    xp = namespace(X)
+    mean, std = _weighted_mean_std(X, sample_weight)
+    noise = move_to(xp, rng.standard_normal((n_codes, X.shape[1])), dtype=X.dtype, device=device_of(X))
+    return mean + std * noise
+
+
+def sample_codes(X, n_codes, rng, sample_weight=None, grid=None):
+    """K distinct rows of ``X`` drawn without replacement (weighted)."""
+    xp = namespace(X)
+    n_samples = X.shape[0]
+    p = None
+    available = n_samples
+    if sample_weight is not None:
+        # The weights are needed on the host to draw: one vector of N
+        # numbers, read once at initialisation.
+        weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
+        available = int(np.count_nonzero(weights))
+        p = weights / weights.sum()
+    if available < n_codes:
+        raise ValueError(
+            f"init='sample' draws {n_codes} distinct samples but n_samples={available} "
+            f"(with non-zero weight); use init='random' or 'pca', or pass more data."
+        )
+    chosen = rng.choice(n_samples, size=n_codes, replace=False, p=p)
+    return xp.take(X, move_to(xp, chosen, device=device_of(X)), axis=0)
+
+
+def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
+    """Codes spread evenly over the plane of the top principal components.
+
+    Axis i of the grid runs along principal component i, from -2 to +2
+    standard deviations around the mean (the usual linear SOM start:
+    deterministic, already ordered).  A grid with more axes than X has
+    features repeats the last available component as zero spread.
+    """
+    xp = namespace(X)
+    if grid is None:
+        grid = Grid((n_codes,))
+    mean, _ = _weighted_mean_std(X, sample_weight)
+    centred = X - mean
+    if sample_weight is not None:
+        weights = sample_weight / xp.sum(sample_weight)
+    else:
+        weights = xp.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=device_of(X))
+    covariance = xp.matmul(xp.matrix_transpose(centred * xp.reshape(weights, (-1, 1))), centred)
+    eigenvalues, eigenvectors = xp.linalg.eigh(covariance)  # ascending order
+    # Grid position of every code, each axis scaled to [-1, 1].
+    position = grid.coordinates.copy()
+    span = position.max(axis=0) - position.min(axis=0)
+    position = 2 * (position - position.min(axis=0)) / np.where(span > 0, span, 1) - 1
+    position = move_to(xp, position, dtype=X.dtype, device=device_of(X))
+    codebook = xp.zeros((n_codes, X.shape[1]), dtype=X.dtype, device=device_of(X)) + mean
+    n_features = X.shape[1]
+    for axis in range(min(grid.ndim, n_features)):
+        component = eigenvectors[:, n_features - 1 - axis]
+        # Eigenvectors have no sign; fix it (largest entry positive) so that
+        # equal data give the same map orientation whatever the rounding.
+        largest = xp.argmax(xp.abs(component), keepdims=True)
+        component = component * xp.sign(xp.take(component, largest))
+        spread = 2 * xp.sqrt(xp.clip(eigenvalues[n_features - 1 - axis], min=0))
+        codebook = codebook + xp.reshape(position[:, axis], (-1, 1)) * spread * xp.reshape(component, (1, -1))
+    return codebook
+
+
+def kmeans_plusplus_codes(X, n_codes, rng, sample_weight=None, grid=None):
+    """k-means++ seeding (Arthur & Vassilvitskii): each new code is a sample
+    drawn with probability proportional to weight x squared distance to the
+    nearest code chosen so far.  The draw happens on the device
+    (cumulative sum and searchsorted), so nothing returns to the host.
+    """
+    xp = namespace(X)
+    n_samples = X.shape[0]
+    if n_samples < n_codes:
+        raise ValueError(
+            f"init='k-means++' needs n_samples >= n_clusters, got n_samples={n_samples} "
+            f"for {n_codes} codes; use init='random' or 'pca', or pass more data."
+        )
+    device = device_of(X)
+    weights = (
+        sample_weight
+        if sample_weight is not None
+        else xp.ones((n_samples,), dtype=X.dtype, device=device)
+    )
+    uniforms = move_to(xp, rng.uniform(size=n_codes), dtype=X.dtype, device=device)
+
+    def draw(probability_mass, u):
+        cumulative = xp.cumulative_sum(probability_mass)
+        target = xp.reshape(u * cumulative[-1], (1,))
+        index = xp.searchsorted(cumulative, target, side="right")
+        return xp.clip(index, max=n_samples - 1)
+
+    chosen = [draw(weights, uniforms[0])]
+    closest = xp.sum((X - xp.take(X, chosen[0], axis=0)) ** 2, axis=1)
+    for k in range(1, n_codes):
+        chosen.append(draw(weights * closest, uniforms[k]))
+        new = xp.sum((X - xp.take(X, chosen[-1], axis=0)) ** 2, axis=1)
+        closest = xp.minimum(closest, new)
+    return xp.take(X, xp.concat(chosen), axis=0)
+
+
+INITIALISERS = {
+    "random": random_codes,
+    "sample": sample_codes,
+    "pca": pca_codes,
+    "k-means++": kmeans_plusplus_codes,
+}
+
+
+def _weighted_mean_std(X, sample_weight):
+    xp = namespace(X)
+    if sample_weight is None:
+        mean = xp.mean(X, axis=0)
+        variance = xp.mean((X - mean) ** 2, axis=0)
+    else:
+        w = xp.reshape(sample_weight / xp.sum(sample_weight), (-1, 1))
+        mean = xp.sum(w * X, axis=0)
+        variance = xp.sum(w * (X - mean) ** 2, axis=0)
+    return mean, xp.sqrt(variance)

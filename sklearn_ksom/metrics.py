@@ -1,0 +1,80 @@
+"""Quality figures of a codebook, for any array-API namespace.
+
+- :func:`quantization_error`: mean distance of samples to their best code.
+- :func:`topographic_error`: share of samples whose best and second-best
+  codes are not grid neighbours (MiniSom's definition, any grid).
+- :func:`perplexity`, :func:`codebook_utilisation`, :func:`dead_codes`:
+  how much of the codebook a set of assignments uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._array_api import count_labels, namespace
+from .core import assign
+from .topology import Grid
+
+
+def quantization_error(X, codebook, *, squared: bool = False) -> float:
+    """Mean distance from each row of ``X`` to its nearest code.
+
+    ``squared=False`` gives the mean Euclidean distance (MiniSom's
+    ``quantization_error``); ``squared=True`` the mean squared distance
+    (the negative of the estimators' ``score``).
+    """
+    xp = namespace(X, codebook)
+    squared_distance = assign(X, codebook).squared_distance
+    values = squared_distance if squared else xp.sqrt(squared_distance)
+    return float(xp.mean(values))
+
+
+def topographic_error(X, codebook, grid: Grid) -> float:
+    """Share of samples whose two nearest codes are not adjacent on ``grid``.
+
+    Adjacent means within :attr:`Grid.neighbour_radius`: the 8-neighbourhood
+    of a rectangular 2-D grid, the six neighbours of a hexagonal one, across
+    the edges of a torus.  0 is a perfect map; a codebook with no topology
+    (EMA-VQ, k-means) scores close to 1 - (neighbours per code) / K.
+    """
+    xp = namespace(X, codebook)
+    if codebook.shape[0] < 2:
+        return 0.0
+    assignment = assign(X, codebook, second=True)
+    adjacent = grid.adjacent(assignment.first, assignment.second)
+    return float(1.0 - xp.mean(xp.astype(adjacent, _float(xp))))
+
+
+def _float(xp):
+    """float64 where the namespace's default device has it, else float32."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return xp.float64 if info is None or "float64" in info().dtypes() else xp.float32
+
+
+def usage(labels, n_codes: int):
+    """How often each code is used by ``labels``, shape (K,), float."""
+    return count_labels(labels, n_codes, namespace(labels), dtype=_float(namespace(labels)))
+
+
+def perplexity(labels, n_codes: int) -> float:
+    """exp(-sum p log p) of the code-usage frequencies p (SPEC section 2).
+
+    Ranges from 1 (one code used) to K (all used equally).
+    """
+    xp = namespace(labels)
+    counts = usage(labels, n_codes)
+    p = counts / xp.sum(counts)
+    entropy = -xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, xp.ones_like(p))), 0.0))
+    return float(math.exp(float(entropy)))
+
+
+def codebook_utilisation(labels, n_codes: int) -> float:
+    """Share of the K codes that ``labels`` uses at least once."""
+    xp = namespace(labels)
+    return float(xp.mean(xp.astype(usage(labels, n_codes) > 0, xp.float32)))
+
+
+def dead_codes(labels, n_codes: int) -> int:
+    """Number of codes that ``labels`` never uses."""
+    xp = namespace(labels)
+    return int(xp.sum(xp.astype(usage(labels, n_codes) == 0, xp.int64)))

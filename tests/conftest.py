@@ -1,0 +1,44 @@
+"""Shared fixtures: the array namespaces every generic test runs on.
+
+SCIPY_ARRAY_API must be set before SciPy is first imported, or
+scikit-learn's array-API checks are silently skipped.
+"""
+
+import os
+
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def _namespaces():
+    import array_api_strict
+    import torch
+    from array_api_compat import array_namespace
+
+    return {
+        "numpy": np,
+        "array_api_strict": array_api_strict,
+        "torch": array_namespace(torch.zeros(1)),
+    }
+
+
+NAMESPACES = _namespaces()
+
+
+@pytest.fixture(params=list(NAMESPACES))
+def xp(request):
+    """An array namespace: NumPy, array_api_strict or torch (CPU)."""
+    return NAMESPACES[request.param]
+
+
+def to_xp(xp, array, dtype=None):
+    """NumPy data -> ``xp`` array (float64 unless ``dtype`` says otherwise)."""
+    array = np.asarray(array)
+    out = xp.asarray(array)
+    return out if dtype is None else xp.astype(out, dtype)
