@@ -155,17 +155,24 @@ def ema_step(
     epsilon: float,
     update_all: bool = True,
     sample_weight=None,
+    reduce=None,
 ) -> tuple[EMAState, Assignment]:
     """One KSOM-VQ training step on the batch ``X`` (EMA-VQ when P = I).
 
     Assign each row to its nearest code, spread the counts and sums over the
     neighbourhood (n = colsum(E) P, E~^T Z = P^T E^T Z) and apply the EMA
     update.  Returns the new state and the assignment made before it.
+
+    ``reduce``, if given, maps the batch's raw ``(counts, sums)`` to the
+    statistics to use, e.g. their sum over all processes of a data-parallel
+    run: every process then makes the same update.
     """
     xp = namespace(X, state.codebook)
     n_codes = state.codebook.shape[0]
     assignment = assign(X, state.codebook)
     counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
+    if reduce is not None:
+        counts, sums = reduce(counts, sums)
     new_state = ema_update(
         state,
         neighbourhood.spread(counts, xp),
