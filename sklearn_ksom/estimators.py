@@ -289,6 +289,13 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
     def _checked(self, X, method):
         check_is_fitted(self)
+        if is_dask_array(X):
+            # Converting would gather the whole array on this machine.
+            raise TypeError(
+                f"{type(self).__name__}.{method} does not take a Dask array: it would gather the "
+                f"data here. predict and transform return lazy Dask arrays; or pass X.compute() "
+                f"(or a sample of it) when it fits in memory."
+            )
         check_same_namespace(X, self, attribute="cluster_centers_", method=method)
         return self._validate(X, reset=False)
 

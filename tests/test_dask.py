@@ -126,6 +126,8 @@ def test_bad_dask_input_gets_a_clear_error_and_leaves_the_model_as_it_was(client
         fitted.fit(on_cluster(X, client), sample_weight=np.ones(10))
     with pytest.raises(ValueError, match="expecting 6 features"):
         fitted.predict(da.from_array(X[:, :4], chunks=CHUNK_ROWS))
+    with pytest.raises(TypeError, match="lazy Dask arrays"):
+        fitted.score(on_cluster(X, client))
     for name, value in before.items():
         np.testing.assert_array_equal(getattr(fitted, name), value)
 
