@@ -1,0 +1,515 @@
+"""Training a VQ-VAE: the loop, validation, metrics log, checkpoints, resume, DDP.
+
+A run lives in one folder:
+
+- ``config.json``: the :class:`TrainConfig` it was started with;
+- ``metrics.jsonl``: one JSON object per logged step (training loss,
+  reconstruction MSE, perplexity, codebook utilisation, dead codes,
+  topographic error, wall time; validation figures every ``val_every``
+  steps);
+- ``checkpoint.pt``: model, optimiser, step, RNG and the log's pending
+  sums, enough for :func:`train` with ``resume=True`` to go on exactly as an
+  uninterrupted run would.
+
+The batch of step t is a pure function of (seed, t) (see
+:func:`torch_adapter.data.batch_indices`), so a resumed run reads the same
+batches.  Under ``torchrun`` every process takes its share of each global
+batch; the model is wrapped in DistributedDataParallel and the VQ layer
+all-reduces its own codebook statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sklearn_ksom import metrics
+from sklearn_ksom.topology import Grid
+
+from . import data as data_module
+from .vqvae import VQVAE
+
+QUANTIZERS = ("ksom", "ema")
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+# Options a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = ("steps", "device", "progress", "log_every", "val_every", "checkpoint_every")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the CLI's options)."""
+
+    # data
+    data: str = "patches"
+    data_dir: str | None = None
+    validation_fraction: float = 0.2
+    patch_size: int = 32
+    patch_stride: int = 8
+    # bottleneck
+    quantizer: str = "ksom"
+    grid: tuple = (16, 16)
+    dim: int = 64
+    hexagonal: bool = False
+    toroidal: bool = False
+    neighbourhood: str = "hard"
+    sigma: float | None = None
+    sigma_end: float | None = None
+    schedule: str = "inverse"
+    shrink: float = 0.1
+    schedule_steps: int | None = None
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    initial_count: float = 1.0
+    update: str = "all"
+    init: str = "normal"
+    # model
+    hidden: int = 128
+    residual_hidden: int = 32
+    n_residual: int = 2
+    n_downsample: int = 2
+    # optimisation (SPEC section 2)
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 0.25
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    # bookkeeping
+    log_every: int = 10
+    val_every: int = 100
+    val_images: int = 2048
+    checkpoint_every: int = 500
+    progress: bool = True
+
+    def __post_init__(self):
+        self.grid = tuple(int(n) for n in self.grid)
+        problems = []
+        positive = ("dim", "hidden", "residual_hidden", "steps", "batch_size", "log_every", "val_every",
+                    "val_images", "checkpoint_every", "n_downsample", "patch_size", "patch_stride")
+        for name in positive:
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_residual < 0:
+            problems.append(f"n_residual must be >= 0, got {self.n_residual}")
+        if self.quantizer not in QUANTIZERS:
+            problems.append(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
+        if self.data not in data_module.DATASETS:
+            problems.append(f"data must be one of {', '.join(data_module.DATASETS)}, got {self.data!r}")
+        if not self.grid or any(n < 1 for n in self.grid):
+            problems.append(f"grid must be positive sizes, e.g. 16 16, got {self.grid}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a positive number, got {self.lr}")
+        if not self.beta >= 0:
+            problems.append(f"beta must be >= 0, got {self.beta}")
+        if not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if problems:
+            raise ValueError("Bad training options: " + "; ".join(problems) + ".")
+
+    @property
+    def n_codes(self) -> int:
+        return math.prod(self.grid)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# ------------------------------------------------------------ building
+
+
+def build_quantizer(config: TrainConfig) -> nn.Module:
+    """The bottleneck layer the config asks for (channels-first, for conv maps)."""
+    from . import EMAVQ, KohonenVQ
+
+    shared = dict(decay=config.decay, epsilon=config.epsilon, initial_count=config.initial_count,
+                  update=config.update, init=config.init, commitment=config.beta, channels_first=True)
+    if config.quantizer == "ema":
+        return EMAVQ(config.dim, config.n_codes, **shared)
+    return KohonenVQ(
+        config.dim, config.grid, hexagonal=config.hexagonal, toroidal=config.toroidal,
+        neighbourhood=config.neighbourhood, sigma=config.sigma, sigma_end=config.sigma_end,
+        schedule=config.schedule, shrink=config.shrink,
+        schedule_steps=config.schedule_steps or config.steps, **shared,
+    )
+
+
+def build_model(config: TrainConfig, in_channels: int) -> VQVAE:
+    return VQVAE(build_quantizer(config), in_channels, hidden=config.hidden,
+                 residual_hidden=config.residual_hidden, n_residual=config.n_residual,
+                 n_downsample=config.n_downsample)
+
+
+def code_grid(quantizer: nn.Module, config: TrainConfig) -> Grid:
+    """Where the codes sit: the KSOM layer's grid, or the same layout for EMA-VQ.
+
+    EMA-VQ has no grid; laying its codes out like a KSOM run's makes its
+    topographic error and pictures comparable (it shows no topology).
+    """
+    grid = getattr(quantizer, "grid", None)
+    return grid if grid is not None else Grid(config.grid)
+
+
+def load_data(config: TrainConfig) -> data_module.ImageData:
+    options = {"patch_size": config.patch_size, "stride": config.patch_stride} if config.data == "patches" else {}
+    return data_module.load(config.data, data_dir=config.data_dir, validation_fraction=config.validation_fraction,
+                            seed=config.seed, **options)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU; use --device cpu.")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------ processes
+
+
+@dataclass
+class Processes:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def start_processes(device_name: str) -> tuple[Processes, torch.device]:
+    """Join the ``torchrun`` process group when there is one (gloo on CPU, NCCL on GPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return Processes(), device
+    # A grey image's first convolution has a weight gradient whose singleton
+    # channel stride differs from DDP's bucket; harmless, and said every step.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Processes(dist.get_rank(), dist.get_world_size(), local_rank), device
+
+
+# ------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def evaluate(model: VQVAE, images: data_module.ImageData, grid: Grid, device, *, max_images=None,
+             batch_size=256) -> dict:
+    """Validation figures: MSE on standardised pixels, perplexity, usage, topographic error.
+
+    Runs the model in eval mode, so the codebook does not move.
+    """
+    was_training = model.training
+    model.eval()
+    validation = images.validation[:max_images] if max_images else images.validation
+    squared_error, n_values, codes, latents = 0.0, 0, [], []
+    for start in range(0, validation.shape[0], batch_size):
+        x = images.standardise(validation[start : start + batch_size], device)
+        out = model(x)
+        squared_error += float(((out.reconstruction - x) ** 2).sum())
+        n_values += x.numel()
+        codes.append(out.quantizer.codes.reshape(-1))
+        latents.append(_rows(out.latents))
+    model.train(was_training)
+    codes = torch.cat(codes)
+    n_codes = model.quantizer.n_codes
+    return {
+        "val_mse": squared_error / n_values,
+        "val_perplexity": metrics.perplexity(codes, n_codes),
+        "val_utilisation": metrics.codebook_utilisation(codes, n_codes),
+        "val_dead_codes": metrics.dead_codes(codes, n_codes),
+        "val_topographic_error": metrics.topographic_error(
+            torch.cat(latents), model.quantizer.codebook, grid
+        ),
+    }
+
+
+def _rows(latents: torch.Tensor) -> torch.Tensor:
+    """(B, D, H, W) latent maps -> (B*H*W, D) vectors, in float32."""
+    return latents.detach().movedim(1, -1).reshape(-1, latents.shape[1]).float()
+
+
+# ------------------------------------------------------------ the loop
+
+
+class Run:
+    """A training run in a folder: model, optimiser, position and log."""
+
+    def __init__(self, directory, config: TrainConfig, *, resume: bool = False):
+        self.directory = Path(directory)
+        self.config = config
+        self.processes, self.device = start_processes(config.device)
+        if config.batch_size % self.processes.world_size:
+            raise ValueError(
+                f"batch_size {config.batch_size} is the global batch and must divide among "
+                f"{self.processes.world_size} processes."
+            )
+        self.images = load_data(config)
+        torch.manual_seed(config.seed)
+        self.model = build_model(config, self.images.channels).to(self.device)
+        self.grid = code_grid(self.model.quantizer, config)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.step = 0
+        self.wall_time = 0.0
+        self.pending = {"loss": 0.0, "reconstruction_mse": 0.0, "n": 0}
+        if resume:
+            self._load_checkpoint()
+        self.network = self.model
+        if self.processes.distributed:
+            # The layer all-reduces its own statistics: DDP syncs buffers once at the
+            # start, never in the forward (it would overwrite them with rank 0's).
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
+                                                                forward_sync_buffers=False)
+
+    # -- checkpoints
+
+    def _load_checkpoint(self):
+        path = self.directory / CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume.")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.wall_time = state["wall_time"]
+        self.pending = state["pending"]
+
+    def save_checkpoint(self):
+        if not self.processes.is_main:
+            return
+        state = {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": self.step,
+            "wall_time": self.wall_time,
+            "pending": self.pending,
+            "mean": self.images.mean,
+            "std": self.images.std,
+        }
+        temporary = self.directory / (CHECKPOINT + ".partial")
+        torch.save(state, temporary)
+        os.replace(temporary, self.directory / CHECKPOINT)  # never a half-written checkpoint
+
+    def _prepare_directory(self, resume: bool):
+        if not self.processes.is_main:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = self.directory / METRICS
+        if resume:
+            # Drop what was logged after the checkpoint (those steps run again) and
+            # the off-schedule line that closed the interrupted call.
+            lines = log.read_text().splitlines() if log.exists() else []
+            kept = [line for line in lines if line.strip() and self._on_schedule(json.loads(line)["step"])
+                    and json.loads(line)["step"] <= self.step]
+            log.write_text("".join(line + "\n" for line in kept))
+        else:
+            (self.directory / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            log.write_text("")
+
+    # -- one step
+
+    def train_step(self, x: torch.Tensor):
+        """One optimisation step on the batch ``x``; returns the forward's output.
+
+        If the loss is not finite nothing changes: the layer's codebook
+        buffers are put back and no optimiser step is taken.
+        """
+        saved = {name: buffer.clone() for name, buffer in self.model.quantizer.named_buffers()}
+        self.network.train()
+        out = self.network(x)
+        if not torch.isfinite(out.loss):
+            for name, buffer in self.model.quantizer.named_buffers():
+                buffer.copy_(saved[name])
+            raise FloatingPointError(
+                f"step {self.step}: the loss is {out.loss.item()}; the step was undone. Lower --lr, "
+                "check the data for NaN/inf, or resume from the last checkpoint."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return out
+
+    def batch(self, step: int) -> torch.Tensor:
+        indices = data_module.batch_indices(self.images.train.shape[0], self.config.batch_size, step,
+                                            self.config.seed)
+        indices = data_module.shard(indices, self.processes.rank, self.processes.world_size)
+        return self.images.standardise(self.images.train[indices], self.device)
+
+    def _on_schedule(self, step: int) -> bool:
+        return step % self.config.log_every == 0 or step % self.config.val_every == 0
+
+    def _log_line(self, out, *, on_schedule: bool) -> dict:
+        n = self.pending["n"]
+        codes = out.quantizer.codes.reshape(-1)
+        n_codes = self.model.quantizer.n_codes
+        line = {
+            "step": self.step,
+            "loss": self.pending["loss"] / n,
+            "reconstruction_mse": self.pending["reconstruction_mse"] / n,
+            "perplexity": float(out.quantizer.perplexity),
+            "utilisation": float(out.quantizer.utilisation),
+            "dead_codes": metrics.dead_codes(codes, n_codes),
+            "topographic_error": metrics.topographic_error(
+                _rows(out.latents), self.model.quantizer.codebook, self.grid
+            ),
+            "wall_time": self.wall_time,
+        }
+        if on_schedule:  # an extra line at the end of a call leaves the averages running
+            self.pending = {"loss": 0.0, "reconstruction_mse": 0.0, "n": 0}
+        return line
+
+    # -- the loop
+
+    def run(self, *, resume: bool = False) -> list[dict]:
+        """Train up to ``config.steps``; returns the lines logged by this call."""
+        config = self.config
+        self._prepare_directory(resume)
+        logged = []
+        bar = _progress_bar(self.step, config.steps, enabled=config.progress and self.processes.is_main)
+        with (self.directory / METRICS).open("a") if self.processes.is_main else _Nowhere() as log:
+            while self.step < config.steps:
+                started = time.perf_counter()
+                out = self.train_step(self.batch(self.step))
+                self.step += 1
+                self.pending["loss"] += out.loss.item()
+                self.pending["reconstruction_mse"] += out.reconstruction_loss.item()
+                self.pending["n"] += 1
+                self.wall_time += time.perf_counter() - started
+                last = self.step == config.steps
+                on_schedule = self._on_schedule(self.step)
+                if on_schedule or last:
+                    line = self._log_line(out, on_schedule=on_schedule)
+                    if self.processes.is_main and (self.step % config.val_every == 0 or last):
+                        line.update(evaluate(self.model, self.images, self.grid, self.device,
+                                             max_images=config.val_images))
+                    if self.processes.is_main:
+                        log.write(json.dumps(line) + "\n")
+                        log.flush()
+                    logged.append(line)
+                    bar.set_postfix(loss=f"{line['loss']:.4f}", perplexity=f"{line['perplexity']:.1f}",
+                                    refresh=False)
+                if self.step % config.checkpoint_every == 0 or last:
+                    self.save_checkpoint()
+                bar.update(1)
+        bar.close()
+        return logged
+
+
+class _Nowhere:
+    """A log file for processes other than rank 0."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+
+def _progress_bar(initial: int, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
+def train(directory, config: TrainConfig | None = None, *, resume: bool = False, **changes) -> Run:
+    """Train a VQ-VAE in ``directory``; with ``resume=True`` go on from its checkpoint.
+
+    A new run takes ``config``, or a :class:`TrainConfig` of ``changes``.
+    On resume the saved configuration is used; ``changes`` may alter only
+    :data:`RESUMABLE_CHANGES` (e.g. more ``steps``).
+    """
+    directory = Path(directory)
+    if resume:
+        if config is not None:
+            raise ValueError("resume=True takes the saved configuration; pass changes as keywords, not config.")
+        saved = saved_config(directory)
+        changes = {k: v for k, v in changes.items() if v != getattr(saved, k)}
+        refused = sorted(set(changes) - set(RESUMABLE_CHANGES))
+        if refused:
+            raise ValueError(
+                f"--resume continues {directory} with its saved options; {', '.join(refused)} cannot change "
+                f"(only {', '.join(RESUMABLE_CHANGES)} can). Start a new run to change them."
+            )
+        config = dataclasses.replace(saved, **changes)
+    elif config is None:
+        config = TrainConfig(**changes)
+    run = Run(directory, config, resume=resume)
+    try:
+        run.run(resume=resume)
+    finally:
+        if run.processes.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+    return run
+
+
+def saved_config(directory) -> TrainConfig:
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"No run in {directory}: {CONFIG} is missing.")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def read_metrics(directory) -> list[dict]:
+    """The metrics log of a run, one dict per logged step."""
+    path = Path(directory) / METRICS
+    if not path.is_file():
+        raise FileNotFoundError(f"No metrics log at {path}; train a run there first.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(directory, device="cpu"):
+    """The model of a run's checkpoint (eval mode), its data and config."""
+    path = Path(directory) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}; train a run there first.")
+    state = torch.load(path, map_location=device, weights_only=True)
+    config = TrainConfig.from_dict(state["config"])
+    images = load_data(config)
+    model = build_model(config, images.channels).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, images, config
