@@ -46,10 +46,15 @@ class Assignment(NamedTuple):
 
 
 def initial_state(codebook, initial_count: float) -> EMAState:
-    """Reference initialisation: M = W (a copy), N_k = N0 for every code."""
+    """Reference initialisation: M = W (a copy), N_k = N0 for every code.
+
+    M is W whatever N0 is (SPEC section 1): with N0 = 0 an unused code's
+    W = M / N_k then blows up, which is the dead-code ablation the paper
+    reports for EMA-VQ.
+    """
     xp = namespace(codebook)
     counts = xp.full((codebook.shape[0],), initial_count, dtype=codebook.dtype, device=device_of(codebook))
-    return EMAState(codebook, counts, counts[:, None] * codebook)
+    return EMAState(codebook, counts, xp.asarray(codebook, copy=True))
 
 
 def squared_norms(X):
