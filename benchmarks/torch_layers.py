@@ -1,0 +1,129 @@
+"""Train-mode throughput of the torch VQ layers, side by side in one process.
+
+Each contender quantises the same batch in training mode: nearest codes,
+straight-through output, commitment loss and the EMA codebook update, with
+K = 512 codes of D = 64 and 16 384 vectors a batch (an input that needs a
+gradient, as an encoder output does).  Contenders:
+
+- ``EMAVQ`` and ``KohonenVQ`` (32 x 16 grid, the paper's hard
+  neighbourhood) of :mod:`torch_adapter`;
+- vector-quantize-pytorch's ``VectorQuantize`` with its EMA update (decay
+  0.99, no dead-code replacement), started from the same codebook;
+- a minimal EMA-VQ step written inline in plain torch: the floor that the
+  shared core's overhead is measured against.
+
+Rounds run every contender in turn (rotating the order), and the table
+reports the median over rounds, as vectors per second and as ratios.  The
+first step's codes of every contender are compared, to show they do the
+same work.
+
+    SCIPY_ARRAY_API=1 PYTHONPATH=. python benchmarks/torch_layers.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from vector_quantize_pytorch import VectorQuantize
+
+from torch_adapter import EMAVQ, KohonenVQ
+
+N_CODES, DIM, N_VECTORS = 512, 64, 16_384
+DECAY, EPSILON, COMMITMENT = 0.99, 1e-5, 0.25
+
+
+def vector_quantize_pytorch(codebook):
+    layer = VectorQuantize(dim=DIM, codebook_size=N_CODES, decay=DECAY, eps=EPSILON, commitment_weight=COMMITMENT)
+    layer._codebook.embed.copy_(codebook[None])
+    layer._codebook.embed_avg.copy_(codebook[None])
+    layer._codebook.cluster_size.fill_(1.0)
+    layer.train()
+
+    def step(z):
+        quantized, codes, loss = layer(z)
+        return quantized, codes, loss
+
+    return step
+
+
+def plain_torch(codebook):
+    """EMA-VQ in a dozen lines of torch, no checks: the reference floor."""
+    codebook, counts, sums = codebook.clone(), torch.ones(N_CODES), codebook.clone()
+
+    def step(z):
+        flat = z.reshape(-1, DIM)
+        x = flat.detach()
+        with torch.no_grad():
+            scores = torch.addmm((codebook * codebook).sum(1), x, codebook.T, alpha=-2)
+            codes = scores.argmin(1)
+            quantized = codebook[codes]
+            counts.mul_(DECAY).add_(torch.bincount(codes, minlength=N_CODES), alpha=1 - DECAY)
+            sums.mul_(DECAY).index_add_(0, codes, x, alpha=1 - DECAY)
+            total = counts.sum()
+            smoothed = (counts + EPSILON) / (total + N_CODES * EPSILON) * total
+            codebook.copy_(sums / smoothed[:, None])
+        loss = COMMITMENT * torch.nn.functional.mse_loss(flat, quantized)
+        straight_through = flat + (quantized - flat).detach()
+        return straight_through.reshape(z.shape), codes.reshape(z.shape[:-1]), loss
+
+    return step
+
+
+def layer_step(layer):
+    def step(z):
+        out = layer(z)
+        return out.quantized, out.codes, out.loss
+
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (median reported)")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per contender per round")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    z = torch.randn(16, N_VECTORS // 16, DIM, requires_grad=True)
+    emavq = EMAVQ(DIM, N_CODES, decay=DECAY, epsilon=EPSILON, commitment=COMMITMENT)
+    ksom = KohonenVQ(DIM, (32, 16), decay=DECAY, epsilon=EPSILON, commitment=COMMITMENT)
+    ksom.load_state_dict(emavq.state_dict())
+    contenders = {
+        "vector-quantize-pytorch VectorQuantize (EMA)": vector_quantize_pytorch(emavq.codebook),
+        "plain torch EMA step (floor)": plain_torch(emavq.codebook),
+        "torch_adapter.EMAVQ": layer_step(emavq),
+        "torch_adapter.KohonenVQ (hard, 32x16)": layer_step(ksom),
+    }
+    first_codes = {name: step(z)[1].reshape(-1) for name, step in contenders.items()}
+    reference = first_codes["torch_adapter.EMAVQ"]
+
+    seconds = {name: [] for name in contenders}
+    names = list(contenders)
+    for round_ in range(args.rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                contenders[name](z)
+            seconds[name].append((time.perf_counter() - start) / args.steps)
+
+    median = {name: statistics.median(times) for name, times in seconds.items()}
+    vqp, ema, kohonen = (median[names[0]], median["torch_adapter.EMAVQ"], median[names[3]])
+    print(f"K={N_CODES}, D={DIM}, {N_VECTORS} vectors a batch, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'contender':46s} {'ms/step':>8s} {'vectors/s':>11s} {'vs VQ-pytorch':>13s} {'same codes':>10s}")
+    for name in names:
+        agreement = float((first_codes[name] == reference).float().mean())
+        print(f"{name:46s} {median[name] * 1e3:8.1f} {N_VECTORS / median[name]:11,.0f} "
+              f"{vqp / median[name]:12.2f}x {agreement:10.4f}")
+    print(f"EMAVQ throughput / VectorQuantize throughput: {vqp / ema:.2f}  (target >= 2.5)")
+    print(f"KohonenVQ time / EMAVQ time:                  {kohonen / ema:.3f} (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
