@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 export SCIPY_ARRAY_API := 1
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo demo-estimators bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,13 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests sklearn_ksom torch_adapter -m "not slow" -x
 
+# Trains a KSOM and an EMA-VQ VQ-VAE on the bundled photo patches (a few
+# minutes on 2 cores) and writes runs/demo/report.md.
 demo: install
+	$(PY) -m torch_adapter demo --out runs/demo
+
+# The estimators alone on scikit-learn's digits (seconds).
+demo-estimators: install
 	$(PY) -m sklearn_ksom
 
 clean:

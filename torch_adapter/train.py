@@ -165,8 +165,7 @@ def code_grid(quantizer: nn.Module, config: TrainConfig) -> Grid:
     EMA-VQ has no grid; laying its codes out like a KSOM run's makes its
     topographic error and pictures comparable (it shows no topology).
     """
-    grid = getattr(quantizer, "grid", None)
-    return grid if grid is not None else Grid(config.grid)
+    return Grid(config.grid) if config.quantizer == "ema" else quantizer.grid
 
 
 def load_data(config: TrainConfig) -> data_module.ImageData:
@@ -348,19 +347,22 @@ class Run:
     def train_step(self, x: torch.Tensor):
         """One optimisation step on the batch ``x``; returns the forward's output.
 
-        If the loss is not finite nothing changes: the layer's codebook
-        buffers are put back and no optimiser step is taken.
+        If the forward fails or the loss is not finite nothing changes: the
+        layer's codebook state is put back and no optimiser step is taken.
         """
-        saved = {name: buffer.clone() for name, buffer in self.model.quantizer.named_buffers()}
+        quantizer = self.model.quantizer
+        saved = {name: value.clone() for name, value in quantizer.state_dict().items()}
         self.network.train()
-        out = self.network(x)
-        if not torch.isfinite(out.loss):
-            for name, buffer in self.model.quantizer.named_buffers():
-                buffer.copy_(saved[name])
-            raise FloatingPointError(
-                f"step {self.step}: the loss is {out.loss.item()}; the step was undone. Lower --lr, "
-                "check the data for NaN/inf, or resume from the last checkpoint."
-            )
+        try:
+            out = self.network(x)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(
+                    f"step {self.step}: the loss is {out.loss.item()}; the step was undone. Lower --lr, "
+                    "check the data for NaN/inf, or resume from the last checkpoint."
+                )
+        except Exception:
+            quantizer.load_state_dict(saved)  # through the layer's own loading hooks
+            raise
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)

@@ -1,0 +1,151 @@
+"""The VQ-VAE model and its training loop: few-step runs, resume, failed steps."""
+
+import json
+
+import pytest
+import torch
+
+from torch_adapter.train import TrainConfig, build_quantizer, load_run, read_metrics, train
+from torch_adapter.vqvae import VQVAE
+
+# A tiny model on scikit-learn's 8x8 digits: a step takes milliseconds.
+TINY = dict(data="digits", n_downsample=1, hidden=16, residual_hidden=8, grid=(4, 4), dim=8, batch_size=32,
+            log_every=2, val_every=4, val_images=200, checkpoint_every=3, progress=False, device="cpu")
+
+
+def tiny_config(**changes):
+    return TrainConfig(**{**TINY, **changes})
+
+
+def strip_wall_time(lines):
+    return [{k: v for k, v in line.items() if k != "wall_time"} for line in lines]
+
+
+# ------------------------------------------------------------------ model
+
+
+@pytest.mark.parametrize("n_downsample, latent", [(1, 16), (2, 8)])
+def test_reference_model_maps_32x32_images_to_latent_grids(n_downsample, latent):
+    config = TrainConfig(hidden=16, residual_hidden=8, dim=8, grid=(4, 4), n_downsample=n_downsample)
+    model = VQVAE(build_quantizer(config), 3, hidden=16, residual_hidden=8, n_downsample=n_downsample)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.reconstruction.shape == (2, 3, 32, 32)
+    assert out.latents.shape == (2, 8, latent, latent)
+    assert out.quantizer.codes.shape == (2, latent, latent)
+    torch.testing.assert_close(out.loss, out.reconstruction_loss + out.quantizer.loss)
+
+
+def test_gradients_reach_the_encoder_through_the_straight_through_estimator():
+    config = tiny_config()
+    model = VQVAE(build_quantizer(config), 1, hidden=16, residual_hidden=8, n_downsample=1)
+    model(torch.randn(4, 1, 8, 8)).reconstruction_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    assert not any(b.requires_grad for b in model.quantizer.buffers())
+
+
+def test_images_of_the_wrong_size_are_refused():
+    config = tiny_config()
+    model = VQVAE(build_quantizer(config), 1, hidden=16, residual_hidden=8, n_downsample=2)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        model(torch.randn(2, 1, 6, 6))
+
+
+# ------------------------------------------------------------------ runs
+
+
+@pytest.mark.parametrize("quantizer", ["ksom", "ema"])
+def test_a_few_steps_train_each_bottleneck_and_log_every_figure(tmp_path, quantizer):
+    run = train(tmp_path, tiny_config(quantizer=quantizer, steps=8))
+    assert run.step == 8 and int(run.model.quantizer.step) == 8
+    lines = read_metrics(tmp_path)
+    assert [line["step"] for line in lines] == [2, 4, 6, 8]
+    for key in ("loss", "reconstruction_mse", "perplexity", "utilisation", "dead_codes", "topographic_error",
+                "wall_time"):
+        assert all(key in line for line in lines)
+    validated = [line for line in lines if "val_mse" in line]
+    assert [line["step"] for line in validated] == [4, 8]
+    assert all(line["val_mse"] > 0 and 1 <= line["val_perplexity"] <= 16 for line in validated)
+    assert lines[-1]["loss"] < lines[0]["loss"] * 1.5  # trained, not diverged
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["quantizer"] == quantizer and saved["grid"] == [4, 4]
+
+
+def test_training_changes_the_codebook_and_the_weights(tmp_path):
+    config = tiny_config(steps=4)
+    torch.manual_seed(config.seed)
+    untrained = VQVAE(build_quantizer(config), 1, hidden=16, residual_hidden=8, n_downsample=1).state_dict()
+    trained = train(tmp_path, config).model.state_dict()
+    assert not torch.equal(untrained["quantizer.codebook"], trained["quantizer.codebook"])
+    assert not torch.equal(untrained["decoder.0.weight"], trained["decoder.0.weight"])
+
+
+def test_resume_gives_the_same_run_as_an_uninterrupted_one(tmp_path):
+    straight = train(tmp_path / "straight", tiny_config(steps=10))
+    train(tmp_path / "resumed", tiny_config(steps=5))  # stops between two checkpoints' worth of logging
+    resumed = train(tmp_path / "resumed", resume=True, steps=10)
+    assert resumed.step == 10
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(tmp_path / "resumed"))
+
+
+def test_resume_after_a_crash_replays_from_the_last_checkpoint(tmp_path):
+    straight = train(tmp_path / "straight", tiny_config(steps=8))
+    run_dir = tmp_path / "crashed"
+    train(run_dir, tiny_config(steps=3))
+    at_step_3 = (run_dir / "checkpoint.pt").read_bytes()
+    train(run_dir, resume=True, steps=5)  # logs steps 4 and 5 ...
+    (run_dir / "checkpoint.pt").write_bytes(at_step_3)  # ... then dies before its next checkpoint
+    resumed = train(run_dir, resume=True, steps=8)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(run_dir))
+
+
+def test_resume_refuses_to_change_what_the_run_computes(tmp_path):
+    train(tmp_path, tiny_config(steps=2))
+    with pytest.raises(ValueError, match="lr cannot change"):
+        train(tmp_path, resume=True, lr=0.5)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        train(tmp_path / "nothing", resume=True)
+
+
+def test_a_failed_step_leaves_the_model_exactly_as_it_was(tmp_path):
+    run = train(tmp_path, tiny_config(steps=2))
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    optimizer_before = run.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    poisoned = torch.full((4, 1, 8, 8), float("nan"))
+    # The layer refuses NaN itself, or the loop finds the loss non-finite: either way nothing moves.
+    with pytest.raises((FloatingPointError, ValueError), match="(?i)nan"):
+        run.train_step(poisoned)
+    after = run.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(optimizer_before, run.optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_load_run_rebuilds_the_trained_model(tmp_path):
+    run = train(tmp_path, tiny_config(quantizer="ema", steps=3))
+    model, images, config = load_run(tmp_path)
+    assert config.quantizer == "ema" and not model.training
+    assert all(torch.equal(v, run.model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"quantizer": "kmeans"}, "quantizer must be one of ksom, ema"),
+        ({"grid": (4, 0)}, "grid must be positive"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"device": "tpu"}, "device must be auto, cpu, cuda"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_runs(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        train(tmp_path, tiny_config(**changes))
+    assert not (tmp_path / "metrics.jsonl").exists()
