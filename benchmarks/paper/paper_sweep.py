@@ -114,12 +114,14 @@ def cell_options(cell: str, size_config: dict) -> dict:
     return options
 
 
-def run_config(cell, seed, size, *, data, data_dir=None, device="cpu", steps=None):
+def run_config(cell, seed, size, *, data, data_dir=None, device="cpu", steps=None, val_every=None):
     from torch_adapter.train import TrainConfig
 
     options = cell_options(cell, SIZES[size]["config"])
     if steps is not None:
         options["steps"] = steps
+    if val_every is not None:
+        options["val_every"] = val_every
     return TrainConfig(data=data, data_dir=data_dir, seed=seed, device=device, progress=False, **options)
 
 
@@ -221,12 +223,13 @@ def train_one(directory, config, threads: int) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def plan(out, size, *, data, data_dir, cells, seeds, device, steps):
+def plan(out, size, *, data, data_dir, cells, seeds, device, steps=None, val_every=None):
     """(directory, config) of every run, seed-major so an interrupted sweep has whole seeds."""
     runs = []
     for seed in range(seeds):
         for cell in cells:
-            config = run_config(cell, seed, size, data=data, data_dir=data_dir, device=device, steps=steps)
+            config = run_config(cell, seed, size, data=data, data_dir=data_dir, device=device, steps=steps,
+                                val_every=val_every)
             runs.append((run_directory(out, data, cell, seed), config))
     conflicts = [str(d) for d, c in runs if run_state(d, c) == "conflict"]
     if conflicts:
@@ -328,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"settings to run (default: all of {', '.join(CELLS)})")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the size's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the size's)")
+    parser.add_argument("--val-every", type=int, default=None, help="steps between validations (default: the size's)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs in parallel (default: CPU cores / threads, 1 on a GPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -343,7 +347,7 @@ def main(argv=None) -> int:
     seeds = args.seeds or SIZES[args.size]["seeds"]
     data_dir = ensure_data(args.data, args.data_dir, cache=args.out.parent / "data")
     runs = plan(args.out, args.size, data=args.data, data_dir=data_dir, cells=args.cells, seeds=seeds,
-                device=args.device, steps=args.steps)
+                device=args.device, steps=args.steps, val_every=args.val_every)
     jobs = args.jobs or (1 if args.device.startswith("cuda") else max(1, (os.cpu_count() or 1) // args.threads))
     session = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
