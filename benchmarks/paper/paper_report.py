@@ -351,6 +351,7 @@ def _mean_curve(runs, key):
 def plot_curves(cells: dict, groups: dict, key: str, path, *, ylabel: str, log=False):
     """One panel per group of cells; mean over complete seeds of ``key`` against step."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
 
     figure = Figure(figsize=(4.2 * len(groups), 3.3), layout="constrained")
     axes = figure.subplots(1, len(groups), squeeze=False, sharey=True)[0]
@@ -364,6 +365,8 @@ def plot_curves(cells: dict, groups: dict, key: str, path, *, ylabel: str, log=F
         axis.set_xlabel("training step")
         if log:
             axis.set_yscale("log")
+            axis.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+            axis.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     axes[0].set_ylabel(ylabel)

