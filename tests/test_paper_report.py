@@ -174,3 +174,18 @@ def test_unfinished_runs_are_left_out_of_the_means_and_counted():
     unfinished.steps = 400
     cell = paper_report.summarise_cell("ksom-n1-all", [finished, unfinished])
     assert cell.loss.n == 1 and math.isclose(cell.loss.mean, 0.3) and cell.incomplete == 1
+
+
+@pytest.mark.parametrize("size", sorted(paper_sweep.SIZES))
+def test_every_cell_makes_a_valid_training_config_at_every_size(size):
+    from torch_adapter.train import build_quantizer
+
+    for cell in paper_sweep.CELLS:
+        config = paper_sweep.run_config(cell, 0, size, data="patches")
+        assert config.steps == paper_sweep.SIZES[size]["config"]["steps"]
+        layer = build_quantizer(config)
+        assert layer.n_codes == config.n_codes
+        if cell.startswith("ksom"):
+            assert config.quantizer == "ksom" and config.schedule == "inverse"
+    full = paper_sweep.run_config("ksom-1d", 0, "full", data="cifar10")
+    assert (full.hidden, full.dim, full.grid, full.batch_size, full.steps) == (128, 64, (512,), 256, 30000)
