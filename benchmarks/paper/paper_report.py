@@ -390,7 +390,18 @@ def draw_figures(out_runs, data, cells: dict, folder: Path, *, pictures=True) ->
     ]
     if pictures:
         paths += draw_code_pictures(out_runs, data, cells, folder)
+    for path in paths:
+        shrink_png(path)
     return paths
+
+
+def shrink_png(path):
+    """Re-save a PNG with a 256-colour palette: the committed figures stay small."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        reduced = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    reduced.save(path, optimize=True)
 
 
 def draw_code_pictures(out_runs, data, cells, folder: Path) -> list[Path]:
