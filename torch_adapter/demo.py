@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sklearn_ksom.topology import Grid
@@ -22,9 +21,17 @@ from .train import TrainConfig, code_grid, load_run, read_metrics, saved_config,
 # The two runs of the demo: same everything but the bottleneck.
 DEMO_RUNS = {"KSOM": {"quantizer": "ksom"}, "EMA-VQ": {"quantizer": "ema"}}
 DEMO_SETTINGS = dict(
-    data="patches", hidden=64, residual_hidden=32, dim=32, grid=(16, 16), batch_size=64, steps=1500,
+    data="patches", hidden=64, residual_hidden=32, dim=32, grid=(16, 16), batch_size=64, steps=1000,
     lr=1e-3, log_every=10, val_every=100, val_images=1024, checkpoint_every=500, seed=0,
 )
+
+DATA_DESCRIPTIONS = {
+    "patches": "32x32 colour patches of the photos bundled with scikit-learn and scikit-image",
+    "digits": "scikit-learn's 8x8 grey digits",
+    "fashion-mnist": "Fashion-MNIST, 28x28 grey",
+    "mnist": "MNIST, 28x28 grey",
+    "cifar10": "CIFAR-10, 32x32 colour",
+}
 
 
 def grid_smoothness(vectors: torch.Tensor, grid: Grid) -> float:
@@ -54,18 +61,23 @@ def draw_pictures(run_dirs, out, *, device="cpu", shift_axis: int = 0, names=Non
         pictures.plot_metrics(logs, ["perplexity", "val_perplexity"], out / "perplexity.png"),
         pictures.plot_metrics(logs, ["topographic_error", "val_topographic_error"], out / "topographic_error.png"),
     ]
-    models = {}
+    models, data_sets = {}, {}
     for name, directory in zip(names, run_dirs):
         model, images, config = load_run(directory, device)
         grid = code_grid(model.quantizer, config)
-        models[name] = model
+        models[name], data_sets[name] = model, images
         slug = _slug(name)
         paths.append(pictures.plot_codebook(model, grid, images, out / f"codebook_{slug}.png",
                                             title=f"{name}: each code decoded alone", device=device))
         paths.append(pictures.plot_index_shift(model, grid, images, out / f"index_shift_{slug}.png",
                                                axis=shift_axis, title=f"{name}: latent indices shifted by k",
                                                device=device))
-    paths.append(pictures.plot_reconstructions(models, images, out / "reconstructions.png", device=device))
+    if len({data_sets[name].name for name in names}) == 1:  # one figure when the runs share their data
+        paths.append(pictures.plot_reconstructions(models, images, out / "reconstructions.png", device=device))
+    else:
+        for name in names:
+            paths.append(pictures.plot_reconstructions({name: models[name]}, data_sets[name],
+                                                       out / f"reconstructions_{_slug(name)}.png", device=device))
     return paths
 
 
@@ -116,7 +128,7 @@ def write_report(out: Path, run_dirs, names, seconds: float) -> Path:
     lines = [
         "# KSOM against EMA-VQ: VQ-VAE demo report",
         "",
-        f"Data: {config.data} (32x32 colour patches of the photos bundled with scikit-learn and scikit-image), "
+        f"Data: {config.data} ({DATA_DESCRIPTIONS.get(config.data, 'see --data')}), "
         f"{config.steps} steps, batch {config.batch_size}, h={config.hidden}, D={config.dim}, "
         f"K={ksom['n_codes']} on a {'x'.join(map(str, config.grid))} grid, seed {config.seed}. "
         f"Total wall time {seconds / 60:.1f} min.",
