@@ -91,8 +91,10 @@ def _show(canvas: np.ndarray, path, title: str, *, scale: float = 3.0, column_la
     """Save a mosaic at ``scale`` screen pixels per image pixel, with a title."""
     height, width = canvas.shape[:2]
     dpi = 100
-    figure = Figure(figsize=(max(width * scale / dpi, 3.0), height * scale / dpi + 0.6), dpi=dpi)
-    axis = figure.add_axes((0, 0, 1, height * scale / dpi / (height * scale / dpi + 0.6)))
+    band = 0.5 if column_labels is not None else 0.3  # inches above the mosaic for the title (and labels)
+    image_height = height * scale / dpi
+    figure = Figure(figsize=(max(width * scale / dpi, 3.0), image_height + band), dpi=dpi)
+    axis = figure.add_axes((0, 0, 1, image_height / (image_height + band)))
     axis.imshow(canvas, interpolation="nearest")
     axis.set_axis_off()
     figure.suptitle(title, fontsize=10)
