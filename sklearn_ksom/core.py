@@ -73,10 +73,14 @@ def squared_distances(X, codebook, codebook_norms=None):
 
 
 def _assign_block(X, codebook, codebook_norms, second: bool, xp) -> Assignment:
-    # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
-    scores = xp.reshape(codebook_norms, (1, -1)) - 2 * xp.matmul(X, xp.matrix_transpose(codebook))
+    # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.  The
+    # factor -2 goes on the small codebook (exact: a power of two) and the
+    # norms are added in place, so the N x K scores are allocated once; the
+    # best score is gathered rather than found by a second pass.
+    scores = xp.matmul(X, xp.matrix_transpose(-2 * codebook))
+    scores += xp.reshape(codebook_norms, (1, -1))
     first = xp.argmin(scores, axis=1)
-    best = xp.min(scores, axis=1)
+    best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     squared_distance = xp.clip(best + squared_norms(X), min=0)
     runner_up = None
     if second:
@@ -112,10 +116,7 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
 
 def code_statistics(X, units, n_codes: int, sample_weight=None):
     """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment."""
-    xp = namespace(X, units)
-    if sample_weight is None:
-        sample_weight = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
-    return assignment_counts_and_sums(X, units, n_codes, sample_weight, xp)
+    return assignment_counts_and_sums(X, units, n_codes, sample_weight, namespace(X, units))
 
 
 def ema_update(
