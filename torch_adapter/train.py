@@ -278,6 +278,7 @@ class Run:
                 f"batch_size {config.batch_size} is the global batch and must divide among "
                 f"{self.processes.world_size} processes."
             )
+        build_quantizer(config)  # the layer checks its options before the data are loaded
         self.images = load_data(config)
         torch.manual_seed(config.seed)
         self.model = build_model(config, self.images.channels).to(self.device)
