@@ -7,6 +7,8 @@ that both processes end with identical codebooks equal to one process
 trained on the whole batches.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -67,7 +69,10 @@ def run_rank(rank, store, results):
 
 
 @pytest.mark.slow  # two fresh interpreters importing torch: ~10-20 s on two cores
-def test_two_gloo_processes_hold_one_codebook_equal_to_a_single_process_run(tmp_path):
+def test_two_gloo_processes_hold_one_codebook_equal_to_a_single_process_run(tmp_path, monkeypatch):
+    # The spawned processes import this module by name (tests.test_torch_distributed)
+    # with the parent's sys.path: make sure the repository root is on it.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     mp.spawn(run_rank, args=(tmp_path / "store", tmp_path), nprocs=WORLD_SIZE, join=True)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE)]
 

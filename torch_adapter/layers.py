@@ -261,6 +261,23 @@ class KohonenVQ(_EMAQuantizerLayer):
     channels_first : bool, default=False
         Input and output as (B, D, ...) feature maps instead of (..., D).
 
+    Notes
+    -----
+    - Training mode updates the buffers ``codebook``, ``counts``, ``sums``
+      and ``step`` under no_grad; the output uses the codebook from before
+      the update.  Eval mode changes nothing.  The 'exponential' and
+      'linear' schedules run over ``schedule_steps`` updates (1000 if
+      unset), as in the estimators' ``partial_fit``.
+    - Under ``torch.autocast`` the distances and statistics stay in the
+      buffers' float32; ``quantized`` comes back in the input's dtype.
+    - When ``torch.distributed`` is initialised, every update sums the
+      batch counts and sums over all processes first (one all-reduce), so
+      processes that start from the same codebook (DistributedDataParallel
+      broadcasts it) keep the same codebook.
+    - A training step reads one flag back from the device: whether the
+      batch statistics are finite; a NaN or inf batch raises and changes
+      nothing.
+
     Examples
     --------
     >>> import torch

@@ -15,8 +15,6 @@ global pyplot state or display is involved.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -78,9 +76,9 @@ def mosaic(images: torch.Tensor, positions, *, pad: int = 1, background: float =
     height, width = tiles.shape[1:3]
     positions = np.asarray(positions, dtype=np.float64)
     step_y, step_x = height + pad, width + pad
-    rows = int(math.ceil(positions[:, 0].max())) + 1
-    cols = int(math.ceil(positions[:, 1].max() + 1e-9)) + 1
-    canvas = np.full((rows * step_y + pad, cols * step_x + pad, 3), background, dtype=np.float32)
+    canvas_height = int(round(positions[:, 0].max() * step_y)) + height + 2 * pad
+    canvas_width = int(round(positions[:, 1].max() * step_x)) + width + 2 * pad
+    canvas = np.full((canvas_height, canvas_width, 3), background, dtype=np.float32)
     for tile, (row, col) in zip(tiles, positions):
         y = pad + int(round(row * step_y))
         x = pad + int(round(col * step_x))
@@ -93,8 +91,10 @@ def _show(canvas: np.ndarray, path, title: str, *, scale: float = 3.0, column_la
     """Save a mosaic at ``scale`` screen pixels per image pixel, with a title."""
     height, width = canvas.shape[:2]
     dpi = 100
-    figure = Figure(figsize=(max(width * scale / dpi, 3.0), height * scale / dpi + 0.6), dpi=dpi)
-    axis = figure.add_axes((0, 0, 1, height * scale / dpi / (height * scale / dpi + 0.6)))
+    band = 0.5 if column_labels is not None else 0.3  # inches above the mosaic for the title (and labels)
+    image_height = height * scale / dpi
+    figure = Figure(figsize=(max(width * scale / dpi, 3.0), image_height + band), dpi=dpi)
+    axis = figure.add_axes((0, 0, 1, image_height / (image_height + band)))
     axis.imshow(canvas, interpolation="nearest")
     axis.set_axis_off()
     figure.suptitle(title, fontsize=10)

@@ -194,6 +194,7 @@ class Processes:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this run started the process group (and ends it)
 
     @property
     def is_main(self) -> bool:
@@ -214,11 +215,12 @@ def start_processes(device_name: str) -> tuple[Processes, torch.device]:
     # A grey image's first convolution has a weight gradient whose singleton
     # channel stride differs from DDP's bucket; harmless, and said every step.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Processes(dist.get_rank(), dist.get_world_size(), local_rank), device
+    return Processes(dist.get_rank(), dist.get_world_size(), local_rank, owns_group), device
 
 
 # ------------------------------------------------------------ evaluation
@@ -267,15 +269,16 @@ def _rows(latents: torch.Tensor) -> torch.Tensor:
 class Run:
     """A training run in a folder: model, optimiser, position and log."""
 
-    def __init__(self, directory, config: TrainConfig, *, resume: bool = False):
+    def __init__(self, directory, config: TrainConfig, processes: Processes, device, *, resume: bool = False):
         self.directory = Path(directory)
         self.config = config
-        self.processes, self.device = start_processes(config.device)
+        self.processes, self.device = processes, device
         if config.batch_size % self.processes.world_size:
             raise ValueError(
                 f"batch_size {config.batch_size} is the global batch and must divide among "
                 f"{self.processes.world_size} processes."
             )
+        build_quantizer(config)  # the layer checks its options before the data are loaded
         self.images = load_data(config)
         torch.manual_seed(config.seed)
         self.model = build_model(config, self.images.channels).to(self.device)
@@ -303,7 +306,7 @@ class Run:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it
         self.step = state["step"]
         self.wall_time = state["wall_time"]
         self.pending = state["pending"]
@@ -479,11 +482,12 @@ def train(directory, config: TrainConfig | None = None, *, resume: bool = False,
         config = dataclasses.replace(saved, **changes)
     elif config is None:
         config = TrainConfig(**changes)
-    run = Run(directory, config, resume=resume)
+    processes, device = start_processes(config.device)
     try:
+        run = Run(directory, config, processes, device, resume=resume)
         run.run(resume=resume)
     finally:
-        if run.processes.distributed and dist.is_initialized():
+        if processes.owns_group:
             dist.destroy_process_group()
     return run
 
