@@ -257,14 +257,15 @@ def time_steps(out, size, *, data, data_dir, device, n_steps, threads=1) -> dict
     """
     import torch
 
-    from torch_adapter.train import Run
+    from torch_adapter.train import Run, start_processes
 
     torch.set_num_threads(threads)
+    processes, torch_device = start_processes(device)
     runs = {}
     with tempfile.TemporaryDirectory() as scratch:
         for cell in TIMED_CELLS:
             config = run_config(cell, 0, size, data=data, data_dir=data_dir, device=device)
-            runs[cell] = Run(Path(scratch) / cell, config)
+            runs[cell] = Run(Path(scratch) / cell, config, processes, torch_device)
         times = {cell: [] for cell in runs}
         for step in range(n_steps):
             for cell, run in runs.items():
