@@ -374,6 +374,11 @@ def plot_curves(cells: dict, groups: dict, key: str, path, *, ylabel: str, log=F
     return Path(path)
 
 
+def has_ablations(cells) -> bool:
+    """Whether any KSOM ablation beyond the reference setting was run."""
+    return any(name in cells for name in ABLATIONS if name != KSOM_REFERENCE)
+
+
 def draw_figures(out_runs, data, cells: dict, folder: Path, *, pictures=True) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     variants = {"EMA-VQ: N0 and update variants": ABLATION_GRID[:4],
@@ -385,9 +390,10 @@ def draw_figures(out_runs, data, cells: dict, folder: Path, *, pictures=True) ->
                     ylabel="perplexity (training batch)"),
         plot_curves(cells, variants, "val_dead_codes", folder / f"{data}_dead_codes.png",
                     ylabel="dead codes (validation)"),
-        plot_curves(cells, ablations, "val_mse", folder / f"{data}_ablations_val_mse.png",
-                    ylabel="validation MSE", log=True),
     ]
+    if has_ablations(cells):
+        paths.append(plot_curves(cells, ablations, "val_mse", folder / f"{data}_ablations_val_mse.png",
+                                 ylabel="validation MSE", log=True))
     if pictures:
         paths += draw_code_pictures(out_runs, data, cells, folder)
     for path in paths:
@@ -483,8 +489,10 @@ def write_report(out_runs, folder, *, notes=None, pictures=True, command=None) -
         lines += [
             "### EMA-VQ and KSOM, initial count N0 × update rule (claims 1-5)", "",
             table(cells, ABLATION_GRID), "",
-            "### KSOM ablations (claim 6)", "",
-            table(cells, ABLATIONS), "",
+        ]
+        if has_ablations(cells):
+            lines += ["### KSOM ablations (claim 6)", "", table(cells, ABLATIONS), ""]
+        lines += [
             "### Step time (claim 7)", "",
             "Side by side: the three settings take turns step by step in one process (one thread), "
             "median over the steps. In the sweep: training wall time per step of each run, under the "
