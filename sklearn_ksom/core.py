@@ -53,8 +53,8 @@ def initial_state(codebook, initial_count: float) -> EMAState:
 
 
 def squared_norms(X):
-    xp = namespace(X)
-    return xp.sum(X * X, axis=1)
+    """||x_i||^2 of every row, (N,)."""
+    return namespace(X).vecdot(X, X, axis=-1)
 
 
 def squared_distances(X, codebook, codebook_norms=None):
@@ -62,20 +62,33 @@ def squared_distances(X, codebook, codebook_norms=None):
     xp = namespace(X, codebook)
     if codebook_norms is None:
         codebook_norms = squared_norms(codebook)
-    cross = xp.matmul(X, xp.matrix_transpose(codebook))
-    distances = xp.reshape(squared_norms(X), (-1, 1)) - 2 * cross + xp.reshape(codebook_norms, (1, -1))
+    distances = _scores(X, -2 * codebook, codebook_norms, xp)
+    distances += xp.reshape(squared_norms(X), (-1, 1))
     return xp.clip(distances, min=0)
 
 
-def _assign_block(X, codebook, codebook_norms, second: bool, xp) -> Assignment:
+def _scores(X, scaled_codebook, codebook_norms, xp):
+    """||w_k||^2 - 2 x_i.w_k, (N, K): the distances up to the per-row ||x_i||^2.
+
+    ``scaled_codebook`` is -2 W: the factor goes on the (K, D) codebook, not
+    on the (N, K) product (exact, a power of two), and the norms are added
+    in place, so the GEMM's output is the only N x K array.
+    """
+    scores = xp.matmul(X, xp.matrix_transpose(scaled_codebook))
+    scores += xp.reshape(codebook_norms, (1, -1))
+    return scores
+
+
+def _assign_block(X, scaled_codebook, codebook_norms, second: bool, xp) -> Assignment:
     # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
-    scores = xp.reshape(codebook_norms, (1, -1)) - 2 * xp.matmul(X, xp.matrix_transpose(codebook))
+    scores = _scores(X, scaled_codebook, codebook_norms, xp)
     first = xp.argmin(scores, axis=1)
-    best = xp.min(scores, axis=1)
+    # The winner's score read back: a gather, not a second pass over N x K.
+    best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     squared_distance = xp.clip(best + squared_norms(X), min=0)
     runner_up = None
     if second:
-        codes = xp.reshape(xp.arange(codebook.shape[0], device=device_of(X)), (1, -1))
+        codes = xp.reshape(xp.arange(scaled_codebook.shape[0], device=device_of(X)), (1, -1))
         masked = xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
         runner_up = xp.argmin(masked, axis=1)
     return Assignment(first, squared_distance, runner_up)
@@ -90,12 +103,15 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
     xp = namespace(X, codebook)
     n_samples = X.shape[0]
     codebook_norms = squared_norms(codebook)
+    scaled_codebook = -2 * codebook
     if block_rows is None:
         block_rows = max(1, BLOCK_ENTRIES // max(codebook.shape[0], 1))
     if n_samples <= block_rows:
-        return _assign_block(X, codebook, codebook_norms, second, xp)
+        return _assign_block(X, scaled_codebook, codebook_norms, second, xp)
     parts = [
-        _assign_block(X[start : min(start + block_rows, n_samples), ...], codebook, codebook_norms, second, xp)
+        _assign_block(
+            X[start : min(start + block_rows, n_samples), ...], scaled_codebook, codebook_norms, second, xp
+        )
         for start in range(0, n_samples, block_rows)
     ]
     return Assignment(
@@ -111,6 +127,19 @@ def code_statistics(X, units, n_codes: int, sample_weight=None):
     if sample_weight is None:
         sample_weight = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
     return assignment_counts_and_sums(X, units, n_codes, sample_weight, xp)
+
+
+def spread_statistics(neighbourhood: Neighbourhood, counts, sums, xp):
+    """The neighbourhood-spread counts colsum(E) P and sums P^T E^T Z.
+
+    Both are P^T applied to K-sized statistics, so they go through P in one
+    product, the counts as an extra column of the sums.
+    """
+    if neighbourhood.is_identity:
+        return counts, sums
+    stacked = xp.concat([sums, xp.reshape(counts, (-1, 1))], axis=1)
+    spread = neighbourhood.spread(stacked, xp)
+    return spread[:, -1], spread[:, :-1]
 
 
 def ema_update(
@@ -173,10 +202,11 @@ def ema_step(
     counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
     if reduce is not None:
         counts, sums = reduce(counts, sums)
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
     new_state = ema_update(
         state,
-        neighbourhood.spread(counts, xp),
-        neighbourhood.spread(sums, xp),
+        spread_counts,
+        spread_sums,
         decay=decay,
         epsilon=epsilon,
         update_all=update_all,
@@ -207,8 +237,7 @@ def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood):
     k-means step.
     """
     xp = namespace(codebook, counts)
-    spread_counts = neighbourhood.spread(counts, xp)
-    spread_sums = neighbourhood.spread(sums, xp)
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
     active = spread_counts > 0
     safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
     return xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)

@@ -56,13 +56,19 @@ def _keeps_state_on_error(method):
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         saved = dict(self.__dict__)
-        if "_random_state" in saved:
-            saved["_random_state"] = copy.deepcopy(saved["_random_state"])
+        # The RNG is the one attribute changed in place: keep its state
+        # (get_state copies 2.5 kB; a deepcopy costs a training step's time).
+        rng = saved.get("_random_state")
+        rng_state = rng.get_state() if isinstance(rng, np.random.RandomState) else copy.deepcopy(rng)
         try:
             return method(self, *args, **kwargs)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if isinstance(rng, np.random.RandomState):
+                rng.set_state(rng_state)
+            elif rng is not None:
+                self._random_state = rng_state
             raise
 
     return guarded
@@ -100,6 +106,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     # -------------------------------------------------------- validation
 
     def _validate(self, X, *, reset: bool):
+        if not reset and self._passes_unchanged(X):
+            return X
         # scikit-learn's namespace: the input's under array_api_dispatch,
         # NumPy (the input converted) otherwise.
         xp, _ = get_namespace(X)
@@ -114,6 +122,31 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         if not reset:
             X = namespace(X).astype(X, self.cluster_centers_.dtype, copy=False)
         return X
+
+    def _passes_unchanged(self, X) -> bool:
+        """Whether ``validate_data`` would return ``X`` itself, unchanged.
+
+        Checked directly (a few microseconds) for the streaming case: a
+        finite 2-D NumPy array with the fitted dtype and number of features,
+        and no feature names to compare.  Anything else, bad input included,
+        goes through ``validate_data``, which converts it or raises its
+        usual error.
+        """
+        codebook = getattr(self, "cluster_centers_", None)
+        if (
+            type(X) is not np.ndarray
+            or type(codebook) is not np.ndarray
+            or X.ndim != 2
+            or X.dtype != codebook.dtype
+            or X.shape[0] < 1
+            or X.shape[1] != self.n_features_in_
+            or hasattr(self, "feature_names_in_")
+        ):
+            return False
+        # scikit-learn's own first test: the sum of finite values is finite
+        # (an overflow falls back to its element-wise check).
+        with np.errstate(over="ignore", invalid="ignore"):
+            return bool(np.isfinite(np.sum(X)))
 
     def _initial_codebook(self, X, rng, sample_weight):
         xp = namespace(X)
@@ -211,7 +244,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         first_call = not hasattr(self, "cluster_centers_")
         X = self._validate(X, reset=first_call)
         xp = namespace(X)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if sample_weight is not None or first_call:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if first_call:
             self._check_params(X)
             self._random_state = check_random_state(self.random_state)
@@ -235,7 +269,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         )
         self._store(state)
         self.labels_ = assignment.first
-        self.inertia_ = float(xp.sum(assignment.squared_distance * sample_weight))
+        error = assignment.squared_distance
+        self.inertia_ = float(xp.sum(error if sample_weight is None else error * sample_weight))
         self.n_steps_ = step + 1
         self.n_iter_ = getattr(self, "n_iter_", 0) if not first_call else 0
         return self

@@ -1,0 +1,121 @@
+"""``python -m benchmarks.speed``: the speed comparison, printed and written.
+
+    python -m benchmarks.speed            # full run (about 10 minutes on 2 cores)
+    python -m benchmarks.speed --quick    # smoke test, a minute
+    python -m benchmarks.speed --gpu      # the GPU mode (CuPy arrays, CUDA tensors)
+
+Writes RESULTS.md, results.json and scaling.png to ``--out`` (default: this
+folder for the full run, runs/speed-quick for --quick, RESULTS-gpu.md here
+for --gpu).  The peers come from the ``bench`` extra: ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from . import comparisons, gpu, machine, report, scaling
+from .data import SOURCES, Dataset
+from .measure import run_child
+from .plan import PLANS
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("streaming", "anatomy", "batch", "layers", "scaling", "large_map")
+
+
+def large_map(plan, log=print) -> list:
+    rows, cols = plan.large_grid
+    results = []
+    for kernel in ("gaussian", "hard", "exponential"):
+        result = run_child("benchmarks.speed.large_map", str(rows), str(cols), kernel, str(plan.large_steps))
+        results.append(result)
+        if "refused" in result:
+            log(f"large map {rows}x{cols} '{kernel}': refused ({result['refused'][:80]}...)")
+        else:
+            log(
+                f"large map {rows}x{cols} '{kernel}': {result['seconds_per_step'] * 1e3:.0f} ms a step, "
+                f"peak RSS {result['max_rss_bytes'] / 2**20:.0f} MiB, K x K matrix: {result['dense_matrix']}"
+            )
+    return results
+
+
+def layers(plan, device="cpu", log=print) -> dict:
+    try:
+        from benchmarks.torch_layers import compare
+    except ImportError as error:
+        return {"skipped": f"The torch-layer comparison is not available here ({error})."}
+    return compare(plan.layer_shape, plan.layer_steps, plan.repeats, device=device, log=log)
+
+
+def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, command="", log=print) -> dict:
+    """Run the plan's comparisons, write the report into ``out``; the results."""
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    data = Dataset(data_source)
+    results = {
+        "command": command or "python -m benchmarks.speed",
+        "plan": plan.name,
+        "repeats": plan.repeats,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": machine.describe(),
+        "data": data.describe(),
+        "load_average": {"start": machine.load_average()},
+    }
+    if use_gpu:
+        missing = gpu.availability()
+        message = gpu.skip_message(missing)
+        if message:
+            log(message)
+            return {"skipped": message}
+        results["gpu"] = gpu.streaming(data, plan, missing, log)
+        if missing["torch"] is None:
+            results["layers"] = layers(plan, device="cuda", log=log)
+    else:
+        if "streaming" in sections:
+            results["streaming"] = comparisons.streaming(data, plan, log)
+        if "anatomy" in sections:
+            results["anatomy"] = comparisons.step_anatomy(data, plan, log)
+        if "batch" in sections:
+            results["batch"] = comparisons.batch_to_error(data, plan, log)
+        if "layers" in sections:
+            results["layers"] = layers(plan, log=log)
+        if "scaling" in sections:
+            results["scaling"] = scaling.scaling(data, plan, log)
+            scaling.plot(results["scaling"], out / "scaling.png")
+        if "large_map" in sections:
+            results["large_map"] = large_map(plan, log)
+    results["load_average"]["end"] = machine.load_average()
+    results["wall_seconds"] = time.perf_counter() - started
+    name = "RESULTS-gpu.md" if use_gpu else "RESULTS.md"
+    text = report.markdown(results)
+    (out / name).write_text(text)
+    (out / name.replace("RESULTS", "results").replace(".md", ".json")).write_text(
+        json.dumps(results, indent=1, default=str)
+    )
+    log("")
+    log(report.targets_table(results))
+    log(f"\nwritten: {out / name}")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes and few rounds: a smoke test")
+    parser.add_argument("--gpu", action="store_true", help="the GPU mode (skipped with a message where there is no GPU)")
+    parser.add_argument("--out", type=Path, help="folder for RESULTS.md, results.json, scaling.png")
+    parser.add_argument("--data", choices=SOURCES, default="auto", help="Fashion-MNIST if installed (auto), or blobs")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    args = parser.parse_args(argv)
+    plan = PLANS["quick" if args.quick else "full"]
+    out = args.out or (Path("runs/speed-quick") if args.quick else HERE)
+    command = "python -m benchmarks.speed " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    run(plan, out=out, data_source=args.data, sections=tuple(args.only), use_gpu=args.gpu, command=command.strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""The results as tables: printed, and written to RESULTS.md with the plot."""
+
+from __future__ import annotations
+
+import math
+
+from .comparisons import BOUND, OURS
+
+SPEC_TARGETS = {
+    "MiniBatchKMeans.partial_fit": 4.0,
+    "MiniSom.train_random": 100.0,
+    "torchsom.fit": 8.0,
+}
+BOUND_FACTOR = 2.0  # partial_fit within 2x of the distance GEMM alone
+FIT_SPEEDUP = 50.0  # fit reaches MiniSom's error at least 50x faster
+LARGE_MAP_BYTES = 2 * 10**9  # the 256 x 256 map under 2 GB
+
+
+def _rate(value):
+    return "—" if value is None or math.isnan(value) else f"{value:,.0f}"
+
+
+def _times(value):
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}×"
+
+
+def _share(value):
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _shape_title(result):
+    rows, cols = result["grid"]
+    return f"{result['n_samples']:,} × {result['n_features']}, map {rows}×{cols} (K = {result['n_codes']:,}), batch {result['batch_size']}"
+
+
+def streaming_tables(results) -> str:
+    blocks = []
+    for result in results:
+        rows = []
+        for name, row in result["rows"].items():
+            if row["error"]:
+                rows.append([name, "failed: " + row["error"].splitlines()[0][:120], "", "", ""])
+                continue
+            rows.append(
+                [
+                    name,
+                    _rate(row["samples_per_s"]),
+                    "—" if name == OURS else _times(row["speedup_of_ours"]),
+                    _share(row["share_of_bound"]) if name != BOUND else "100 %",
+                    row["note"],
+                ]
+            )
+        blocks.append(
+            f"**{_shape_title(result)}**\n\n"
+            + _table(["contender", "samples/s (median)", "KohonenQuantizer is faster by", "share of the GEMM bound", "note"], rows)
+        )
+    return "\n\n".join(blocks)
+
+
+def batch_table(result) -> str:
+    rows = []
+    for name, row in result["rows"].items():
+        if "error" in row:
+            rows.append([name, "failed: " + row["error"][:120], "", "", "", "", ""])
+            continue
+        ours = row.get("ours")
+        rows.append(
+            [
+                f"{name} ({row['note']})",
+                f"{row['seconds']:.2f} s",
+                f"{row['quantization_error']:.4f} / {row['topographic_error']:.3f}",
+                row["our_max_iter"] if row["our_max_iter"] is not None else "not reached",
+                f"{row['our_seconds']:.3f} s" if ours else "—",
+                f"{ours['quantization_error']:.4f} / {ours['topographic_error']:.3f}" if ours else "—",
+                _times(row.get("speedup")),
+            ]
+        )
+    ladder = ", ".join(f"{m}: {q['quantization_error']:.4f}" for m, q in result["ladder"].items())
+    return (
+        _table(
+            [
+                "peer",
+                "peer's time",
+                "peer's QE / TE",
+                "fit's max_iter to reach it",
+                "fit's time",
+                "fit's QE / TE",
+                "fit is faster by",
+            ],
+            rows,
+        )
+        + f"\n\nQuantisation error of `KohonenQuantizer.fit` by max_iter (the ladder searched): {ladder}."
+    )
+
+
+def anatomy_table(result) -> str:
+    total = result["total_seconds"]
+    rows = [[part, f"{seconds * 1e3:.1f} ms", f"{100 * seconds / total:.0f} %"] for part, seconds in result["parts"].items()]
+    rows.append(["whole partial_fit epoch", f"{total * 1e3:.1f} ms", "100 %"])
+    return _table(["part of the step (one epoch at the SPEC shape)", "time", "share"], rows)
+
+
+def large_map_table(results) -> str:
+    rows = []
+    for r in results:
+        if "refused" in r:
+            rows.append([r["kernel"], "refused: " + r["refused"], "", "", "", ""])
+            continue
+        rows.append(
+            [
+                r["kernel"],
+                f"{r['grid'][0]}×{r['grid'][1]} (K = {r['n_codes']:,}), D = {r['n_features']}",
+                f"{r['seconds_per_step'] * 1e3:.0f} ms ({_rate(r['samples_per_s'])} samples/s)",
+                "yes" if r["dense_matrix"] else "no",
+                f"{r['max_rss_bytes'] / 2**20:,.0f} MiB",
+                f"{(r['max_rss_bytes'] - r['max_rss_before_bytes']) / 2**20:,.0f} MiB",
+            ]
+        )
+    return _table(
+        ["neighbourhood", "map", "partial_fit step (batch 1024)", "K×K matrix", "peak resident memory (process)", "of which training added"],
+        rows,
+    )
+
+
+def layers_table(result) -> str:
+    if not result:
+        return "Not run."
+    if "skipped" in result:
+        return result["skipped"]
+    rows = [[name, _rate(r["vectors_per_s"]), f"{r['ms_per_step']:.2f} ms", r.get("note", "")] for name, r in result["rows"].items()]
+    return f"K = {result['K']}, D = {result['D']}, {result['vectors']:,} vectors a batch, train mode, float32\n\n" + _table(
+        ["layer", "vectors/s (median)", "time a step", "note"], rows
+    )
+
+
+# ----------------------------------------------------------------- targets
+
+
+def targets(results) -> list:
+    """(target, measured, met, what limits it) for each target of the issue."""
+    out = []
+    streaming = results.get("streaming") or []
+    anatomy = results.get("anatomy")
+    if streaming:
+        spec = streaming[0]["rows"]
+        for peer, factor in SPEC_TARGETS.items():
+            row = spec.get(peer, {})
+            value = row.get("speedup_of_ours")
+            out.append(
+                (
+                    f"partial_fit ≥ {factor:g}× {peer} (SPEC shape)",
+                    _times(value) if value else "failed",
+                    bool(value and value >= factor),
+                    "",
+                )
+            )
+        ratio = spec[BOUND]["samples_per_s"] / spec[OURS]["samples_per_s"]
+        limit = ""
+        if ratio > BOUND_FACTOR and anatomy:
+            parts = anatomy["parts"]
+            beyond = {k: v for k, v in parts.items() if k != "distance GEMM"}
+            limit = "beyond the GEMM the step spends " + ", ".join(
+                f"{k} {100 * v / anatomy['total_seconds']:.0f} %" for k, v in beyond.items()
+            ) + "; these run on one core in NumPy while the GEMM uses both"
+        out.append((f"partial_fit within {BOUND_FACTOR:g}× the distance GEMM alone", f"{ratio:.2f}×", ratio <= BOUND_FACTOR, limit))
+    batch = results.get("batch")
+    if batch:
+        row = batch["rows"].get("MiniSom.train_batch", {})
+        value = row.get("speedup")
+        out.append(
+            (
+                f"fit reaches MiniSom's (train_batch) error ≥ {FIT_SPEEDUP:g}× faster",
+                _times(value) if value else "not reached",
+                bool(value and value >= FIT_SPEEDUP),
+                "",
+            )
+        )
+    for r in results.get("large_map") or []:
+        if "max_rss_bytes" in r and r["kernel"] in ("gaussian", "hard"):
+            out.append(
+                (
+                    f"{r['grid'][0]}×{r['grid'][1]} map ('{r['kernel']}') partial_fit under 2 GB",
+                    f"{r['max_rss_bytes'] / 1e9:.2f} GB",
+                    r["max_rss_bytes"] < LARGE_MAP_BYTES and not r["dense_matrix"],
+                    "",
+                )
+            )
+    layers = results.get("layers") or {}
+    for target in layers.get("targets", []):
+        out.append(tuple(target))
+    return out
+
+
+def targets_table(results) -> str:
+    rows = [[t, m, "met" if ok else "**missed**", limit] for t, m, ok, limit in targets(results)]
+    return _table(["target", "measured", "", "what limits it"], rows)
+
+
+def markdown(results) -> str:
+    machine = results["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
+    load = results.get("load_average", {})
+    sections = [
+        "# Speed of sklearn-ksom, side by side with the tools users would pick instead",
+        "",
+        f"Written by `{results['command']}` ({results['plan']} plan) on {results['date']}, in {results['wall_seconds'] / 60:.1f} minutes.",
+        "Every contender ran in the same process, on the same data, taking turns within each round; "
+        f"figures are medians of {results['repeats']} rounds and ratios compare medians.",
+        "",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['system']}, Python {machine['python']}",
+        f"- BLAS: {machine['blas']}",
+        f"- Packages: {packages}",
+        f"- Load average (1, 5, 15 min) at start {load.get('start')} and end {load.get('end')}: the machine is shared, "
+        "so absolute rates move from run to run; the ratios are the result.",
+        f"- Data: {results['data']}, float32.",
+        "",
+        "## Targets",
+        "",
+        targets_table(results),
+    ]
+    if results.get("streaming"):
+        sections += [
+            "",
+            "## Streaming: one epoch of mini-batch training",
+            "",
+            "`partial_fit` on every batch of the epoch for the estimators (default parameters: Gaussian "
+            "neighbourhood, float32), MiniSom's `train_random` (one sample a step), torchsom's `fit` "
+            "(one epoch), and the bound: the distance GEMM alone (batch × codebookᵀ), the least any "
+            "nearest-code search computes.  \"Share of the GEMM bound\" is the GEMM's time over the contender's.",
+            "",
+            streaming_tables(results["streaming"]),
+        ]
+    if results.get("anatomy"):
+        sections += ["", "### Where a partial_fit step's time goes", "", anatomy_table(results["anatomy"])]
+    if results.get("batch"):
+        b = results["batch"]
+        sections += [
+            "",
+            "## Batch training to the same quantisation error",
+            "",
+            f"{b['n_samples']:,} × {b['n_features']}, map {b['grid'][0]}×{b['grid'][1]}.  Each peer trains with its "
+            "defaults (MiniSom: sigma 1, learning rate 0.5, PCA start; torchsom: its defaults with batch 1024); "
+            "`KohonenQuantizer.fit` (default batch algorithm, PCA start) is then timed at the smallest `max_iter` "
+            "whose quantisation error (mean distance to the best code, MiniSom's definition) is at most the "
+            "peer's.  TE = topographic error.",
+            "",
+            batch_table(b),
+        ]
+    if results.get("layers"):
+        sections += ["", "## Torch layers against vector-quantize-pytorch", "", layers_table(results["layers"])]
+    if results.get("scaling"):
+        sections += [
+            "",
+            "## Scaling",
+            "",
+            "Median time and peak working memory (NumPy allocations, traced) of one `partial_fit` epoch "
+            "(batch 1024) and of `fit` as N, K and D grow (Gaussian blobs for D above 784).",
+            "",
+            "![scaling](scaling.png)",
+        ]
+    if results.get("large_map"):
+        sections += [
+            "",
+            "## A 256×256 map (K = 65 536)",
+            "",
+            "`partial_fit` in a fresh process per neighbourhood; peak resident memory is the process' whole "
+            "(interpreter, imports and data included).  The Gaussian and hard neighbourhoods factorise over the "
+            "grid's axes, so P is two 256×256 factors, never a K×K matrix; kernels that do not factorise are "
+            "refused with an error rather than allocating one.",
+            "",
+            large_map_table(results["large_map"]),
+        ]
+    if results.get("gpu"):
+        sections += ["", "## GPU mode", "", results["gpu"] if isinstance(results["gpu"], str) else streaming_tables(results["gpu"])]
+    return "\n".join(sections) + "\n"
