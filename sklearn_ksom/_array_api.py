@@ -11,6 +11,7 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 from array_api_compat import device as device_of  # noqa: F401  (re-exported)
+from array_api_compat import is_dask_array  # noqa: F401  (re-exported; never imports dask)
 
 
 def namespace(*arrays):

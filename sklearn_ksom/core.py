@@ -46,10 +46,15 @@ class Assignment(NamedTuple):
 
 
 def initial_state(codebook, initial_count: float) -> EMAState:
-    """Reference initialisation: M = W (a copy), N_k = N0 for every code."""
+    """Reference initialisation (SPEC section 1): M = W (a copy), N_k = N0.
+
+    M is W whatever N0 is, so with N0 = 0 a code that is never assigned
+    ends with W = M / N_k ~ M / eps after smoothing: the dead code of the
+    paper's ablation.
+    """
     xp = namespace(codebook)
     counts = xp.full((codebook.shape[0],), initial_count, dtype=codebook.dtype, device=device_of(codebook))
-    return EMAState(codebook, counts, counts[:, None] * codebook)
+    return EMAState(codebook, counts, xp.asarray(codebook, copy=True))
 
 
 def squared_norms(X):

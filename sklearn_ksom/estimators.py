@@ -27,7 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import metrics
-from ._array_api import device_of, move_to, namespace
+from ._array_api import device_of, is_dask_array, move_to, namespace
 from .core import (
     EMAState,
     assign,
@@ -149,15 +149,18 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             return bool(np.isfinite(np.sum(X)))
 
     def _initial_codebook(self, X, rng, sample_weight):
-        xp = namespace(X)
-        n_codes = self._codebook_size()
         if isinstance(self.init, str):
-            return INITIALISERS[self.init](X, n_codes, rng, sample_weight, self._grid())
-        init = move_to(xp, np.asarray(self.init) if isinstance(self.init, list) else self.init, dtype=X.dtype, device=device_of(X))
-        if tuple(init.shape) != (n_codes, X.shape[1]):
+            return INITIALISERS[self.init](X, self._codebook_size(), rng, sample_weight, self._grid())
+        return self._given_codebook(namespace(X), X.shape[1], X.dtype, device_of(X))
+
+    def _given_codebook(self, xp, n_features, dtype, device):
+        """A copy of the ``init`` array, checked and moved to ``xp``."""
+        n_codes = self._codebook_size()
+        init = move_to(xp, np.asarray(self.init) if isinstance(self.init, list) else self.init, dtype=dtype, device=device)
+        if tuple(init.shape) != (n_codes, n_features):
             raise ValueError(
                 f"init array has shape {tuple(init.shape)}; expected (n_codes, n_features) = "
-                f"({n_codes}, {X.shape[1]})."
+                f"({n_codes}, {n_features})."
             )
         return xp.asarray(init, copy=True)
 
@@ -177,7 +180,16 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         neighbourhood); ``algorithm='ema'`` runs ``max_iter`` epochs of
         mini-batch EMA steps in shuffled order.  The neighbourhood schedule
         spans the whole run.
+
+        ``X`` may be a Dask array: the statistics of every iteration are
+        then computed on the workers, chunk by chunk, and only K-sized sums
+        return (see :mod:`sklearn_ksom._dask` for what each ``init`` and
+        ``algorithm`` does there).
         """
+        if is_dask_array(X):
+            from . import _dask  # dask is an optional extra
+
+            return _dask.fit(self, X, sample_weight)
         X = self._validate(X, reset=True)
         xp = namespace(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -185,21 +197,15 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         rng = check_random_state(self.random_state)
         codebook = self._initial_codebook(X, rng, sample_weight)
         state = initial_state(codebook, float(self.initial_count))
-        dtype, device = X.dtype, device_of(X)
+        device = device_of(X)
         n_samples = X.shape[0]
 
         if self.algorithm == "batch":
-            n_steps = self._schedule_length(self.max_iter)
-            for iteration in range(self.max_iter):
-                counts, sums, _ = batch_statistics(X, codebook, sample_weight)
-                P = self._neighbourhood_at(iteration, n_steps, xp, dtype, device)
-                codebook = batch_som_update(codebook, counts, sums, P)
-            # Leave EMA statistics consistent with the result, in per-batch
-            # units, so partial_fit can continue from a batch fit.
-            counts, _, _ = batch_statistics(X, codebook, sample_weight)
-            total = float(xp.sum(sample_weight))
-            counts = counts * (min(self.batch_size, total) / total)
-            state = EMAState(codebook, counts, xp.reshape(counts, (-1, 1)) * codebook)
+            state, _ = self._batch_iterations(
+                codebook,
+                functools.partial(batch_statistics, X, sample_weight=sample_weight),
+                float(xp.sum(sample_weight)),
+            )
             n_updates = self.max_iter
         else:
             batches_per_epoch = math.ceil(n_samples / self.batch_size)
@@ -207,28 +213,61 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             step = 0
             for _ in range(self.max_iter):
                 order = move_to(xp, rng.permutation(n_samples), device=device)
-                for start in range(0, n_samples, self.batch_size):
-                    rows = order[start : min(start + self.batch_size, n_samples)]
-                    state, _ = ema_step(
-                        state,
-                        xp.take(X, rows, axis=0),
-                        self._neighbourhood_at(step, n_steps, xp, dtype, device),
-                        decay=self.decay,
-                        epsilon=self.epsilon,
-                        update_all=self.update == "all",
-                        sample_weight=xp.take(sample_weight, rows, axis=0),
-                    )
-                    step += 1
+                state = self._ema_steps(state, X, sample_weight, order, step, n_steps)
+                step += batches_per_epoch
             n_updates = step
 
         assignment = assign(X, state.codebook)
+        inertia = float(xp.sum(assignment.squared_distance * sample_weight))
+        return self._set_fitted(state, assignment.first, inertia, n_updates, rng)
+
+    def _set_fitted(self, state, labels, inertia, n_updates, rng):
         self._store(state)
-        self.labels_ = assignment.first
-        self.inertia_ = float(xp.sum(assignment.squared_distance * sample_weight))
+        self.labels_ = labels
+        self.inertia_ = inertia
         self.n_iter_ = self.max_iter
         self.n_steps_ = n_updates
         self._random_state = rng
         return self
+
+    def _batch_iterations(self, codebook, statistics, total_weight):
+        """Kohonen's batch algorithm, ``max_iter`` iterations from ``codebook``.
+
+        ``statistics(codebook)`` returns the whole data's (counts, sums,
+        squared error), however it is computed (in memory, or reduced over
+        a cluster's chunks).  Returns the final EMA state and the squared
+        error of the data on the final codebook.
+        """
+        xp = namespace(codebook)
+        dtype, device = codebook.dtype, device_of(codebook)
+        n_steps = self._schedule_length(self.max_iter)
+        for iteration in range(self.max_iter):
+            counts, sums, _ = statistics(codebook)
+            P = self._neighbourhood_at(iteration, n_steps, xp, dtype, device)
+            codebook = batch_som_update(codebook, counts, sums, P)
+        # Leave EMA statistics consistent with the result, in per-batch
+        # units, so partial_fit can continue from a batch fit.
+        counts, _, error = statistics(codebook)
+        counts = counts * (min(self.batch_size, total_weight) / total_weight)
+        return EMAState(codebook, counts, xp.reshape(counts, (-1, 1)) * codebook), error
+
+    def _ema_steps(self, state, X, sample_weight, order, step, n_steps):
+        """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows
+        a step, the first being update step ``step`` of ``n_steps``."""
+        xp = namespace(X)
+        for start in range(0, order.shape[0], self.batch_size):
+            rows = order[start : min(start + self.batch_size, order.shape[0])]
+            state, _ = ema_step(
+                state,
+                xp.take(X, rows, axis=0),
+                self._neighbourhood_at(step, n_steps, xp, X.dtype, device_of(X)),
+                decay=self.decay,
+                epsilon=self.epsilon,
+                update_all=self.update == "all",
+                sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
+            )
+            step += 1
+        return state
 
     @_keeps_state_on_error
     @_fit_context(prefer_skip_nested_validation=True)
@@ -285,15 +324,36 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
     def _checked(self, X, method):
         check_is_fitted(self)
+        if is_dask_array(X):
+            # Converting would gather the whole array on this machine.
+            raise TypeError(
+                f"{type(self).__name__}.{method} does not take a Dask array: it would gather the "
+                f"data here. predict and transform return lazy Dask arrays; or pass X.compute() "
+                f"(or a sample of it) when it fits in memory."
+            )
         check_same_namespace(X, self, attribute="cluster_centers_", method=method)
         return self._validate(X, reset=False)
 
     def predict(self, X):
-        """Index of the nearest code for each sample, shape (n_samples,)."""
+        """Index of the nearest code for each sample, shape (n_samples,).
+
+        A Dask array gives a lazy Dask array, computed chunk by chunk.
+        """
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.predict(self, X)
         return assign(self._checked(X, "predict"), self.cluster_centers_).first
 
     def transform(self, X):
-        """Euclidean distance to every code, shape (n_samples, n_codes)."""
+        """Euclidean distance to every code, shape (n_samples, n_codes).
+
+        A Dask array gives a lazy Dask array, computed chunk by chunk.
+        """
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.transform(self, X)
         X = self._checked(X, "transform")
         return namespace(X).sqrt(squared_distances(X, self.cluster_centers_))
 

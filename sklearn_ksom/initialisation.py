@@ -19,16 +19,27 @@ def random_codes(X, n_codes, rng, sample_weight=None, grid=None):
 
     For standardised data this is the reference code's W ~ N(0, 1).
     """
-    xp = namespace(X)
     mean, std = _weighted_mean_std(X, sample_weight)
-    noise = move_to(xp, rng.standard_normal((n_codes, X.shape[1])), dtype=X.dtype, device=device_of(X))
+    return codes_around(mean, std, n_codes, rng)
+
+
+def codes_around(mean, std, n_codes, rng):
+    """The 'random' start from the data's per-feature moments (D,) alone."""
+    xp = namespace(mean)
+    noise = move_to(xp, rng.standard_normal((n_codes, mean.shape[0])), dtype=mean.dtype, device=device_of(mean))
     return mean + std * noise
 
 
 def sample_codes(X, n_codes, rng, sample_weight=None, grid=None):
     """K distinct rows of ``X`` drawn without replacement (weighted)."""
     xp = namespace(X)
-    n_samples = X.shape[0]
+    chosen = sample_rows(X.shape[0], n_codes, rng, sample_weight)
+    return xp.take(X, move_to(xp, chosen, device=device_of(X)), axis=0)
+
+
+def sample_rows(n_samples, n_rows, rng, sample_weight=None, init="sample"):
+    """Indices (host) of ``n_rows`` distinct rows, drawn with probability
+    proportional to ``sample_weight``."""
     p = None
     available = n_samples
     if sample_weight is not None:
@@ -37,13 +48,12 @@ def sample_codes(X, n_codes, rng, sample_weight=None, grid=None):
         weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
         available = int(np.count_nonzero(weights))
         p = weights / weights.sum()
-    if available < n_codes:
+    if available < n_rows:
         raise ValueError(
-            f"init='sample' draws {n_codes} distinct samples but n_samples={available} "
+            f"init={init!r} draws {n_rows} distinct samples but n_samples={available} "
             f"(with non-zero weight); use init='random' or 'pca', or pass more data."
         )
-    chosen = rng.choice(n_samples, size=n_codes, replace=False, p=p)
-    return xp.take(X, move_to(xp, chosen, device=device_of(X)), axis=0)
+    return rng.choice(n_samples, size=n_rows, replace=False, p=p)
 
 
 def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
@@ -55,8 +65,6 @@ def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
     features repeats the last available component as zero spread.
     """
     xp = namespace(X)
-    if grid is None:
-        grid = Grid((n_codes,))
     mean, _ = _weighted_mean_std(X, sample_weight)
     centred = X - mean
     if sample_weight is not None:
@@ -64,14 +72,20 @@ def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
     else:
         weights = xp.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=device_of(X))
     covariance = xp.matmul(xp.matrix_transpose(centred * xp.reshape(weights, (-1, 1))), centred)
+    return codes_on_principal_plane(mean, covariance, grid if grid is not None else Grid((n_codes,)))
+
+
+def codes_on_principal_plane(mean, covariance, grid):
+    """The 'pca' start from the data's mean (D,) and covariance (D, D) alone."""
+    xp = namespace(mean, covariance)
+    n_codes, n_features = grid.n_codes, mean.shape[0]
     eigenvalues, eigenvectors = xp.linalg.eigh(covariance)  # ascending order
     # Grid position of every code, each axis scaled to [-1, 1].
     position = grid.coordinates.copy()
     span = position.max(axis=0) - position.min(axis=0)
     position = 2 * (position - position.min(axis=0)) / np.where(span > 0, span, 1) - 1
-    position = move_to(xp, position, dtype=X.dtype, device=device_of(X))
-    codebook = xp.zeros((n_codes, X.shape[1]), dtype=X.dtype, device=device_of(X)) + mean
-    n_features = X.shape[1]
+    position = move_to(xp, position, dtype=mean.dtype, device=device_of(mean))
+    codebook = xp.zeros((n_codes, n_features), dtype=mean.dtype, device=device_of(mean)) + mean
     for axis in range(min(grid.ndim, n_features)):
         component = eigenvectors[:, n_features - 1 - axis]
         # Eigenvectors have no sign; fix it (largest entry positive) so that

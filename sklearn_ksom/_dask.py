@@ -1,0 +1,276 @@
+"""Fitting and inference on Dask arrays, the data staying where it is.
+
+Imported only when a Dask array reaches an estimator (the ``dask`` extra:
+``pip install "sklearn-ksom[dask]"``).  Every pass over the data is one Dask
+computation whose tasks run on the workers that hold the chunks; only
+K-sized results (counts, sums, a codebook) come back to the client.  Under
+a ``dask.distributed.Client`` the work runs on its cluster, otherwise on
+Dask's local scheduler.
+
+What ``fit`` does with each setting on a Dask array:
+
+- ``algorithm='batch'``: every iteration computes each chunk's counts, sums
+  and squared error (:func:`sklearn_ksom.core.batch_statistics`) on the
+  workers and adds them up in a tree; the update itself
+  (:func:`sklearn_ksom.core.batch_som_update`) runs on the K-sized sums.
+  The result is the in-memory fit's, up to the order of floating-point
+  sums.
+- ``algorithm='ema'``: EMA steps depend on each other, so they cannot run
+  side by side; instead the small state travels to the data.  Each epoch
+  visits the chunks in random order, and the worker holding a chunk takes
+  the mini-batch steps over its rows in random order; a mini-batch never
+  spans two chunks.  With a single chunk this is the in-memory fit exactly.
+- ``init='pca'`` and ``'random'``: from the mean and covariance (variance)
+  reduced over the chunks, as in memory.  ``'sample'``: the same rows as in
+  memory, and only those rows are fetched.  ``'k-means++'``: k-means++
+  seeding on a random sample of ``KMEANS_PLUSPLUS_ROWS_PER_CODE`` rows per
+  code (the in-memory one reads all rows once per code), so it differs
+  from the in-memory start.  An array: used as given.
+
+``fit`` reads the data 1 + ``max_iter`` + 1 times (checks and mean, the
+iterations, the final error), once more for 'pca' and 'random'.  Call
+``X = X.persist()`` first when the data fit in the workers' memory, or each
+pass loads the chunks again.  ``sample_weight`` with ``init='sample'`` or
+``'k-means++'`` is fetched to the client (N numbers, not N x D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._array_api import is_dask_array, to_numpy
+from .core import assign, batch_statistics, initial_state, squared_distances
+from .initialisation import codes_around, codes_on_principal_plane, kmeans_plusplus_codes, sample_rows
+
+# k-means++ on a Dask array seeds from a sample of this many rows per code:
+# enough for the D^2 draw to find the data's modes, small enough to fetch.
+KMEANS_PLUSPLUS_ROWS_PER_CODE = 20
+
+# Partial statistics summed per task when reducing over chunks (as Dask's
+# own reductions' split_every).
+SPLIT_EVERY = 8
+
+
+# ---------------------------------------------------------------- input
+
+
+def _checked_rows(X, *, dtype=None, n_features=None, name="the estimator"):
+    """A 2-D floating Dask array with one chunk across the features."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D Dask array (n_samples, n_features), got {X.ndim}-D with shape {X.shape}; "
+            f"reshape it, e.g. X.reshape(-1, 1) for a single feature."
+        )
+    if any(math.isnan(size) for size in X.shape):
+        raise ValueError(
+            "The Dask array has unknown chunk sizes (after boolean indexing or from a data frame); "
+            "call X.compute_chunk_sizes() first."
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"The Dask array has dtype {X.dtype}; expected real numbers.")
+    if X.shape[0] < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {n_features} features as input.")
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    X = X.astype(dtype)
+    if len(X.chunks[1]) > 1:
+        # Distances need whole rows; chunks split along rows only.
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _checked_weights(sample_weight, X):
+    """``sample_weight`` as a Dask array chunked like the rows of ``X``."""
+    if sample_weight is None:
+        return None
+    if is_dask_array(sample_weight):
+        weights = sample_weight.astype(X.dtype)
+    else:
+        weights = np.asarray(sample_weight, dtype=X.dtype)
+        if weights.ndim == 0:
+            weights = np.full(X.shape[0], weights, dtype=X.dtype)
+        weights = da.from_array(weights, chunks=(X.chunks[0],) if weights.shape == (X.shape[0],) else "auto")
+    if weights.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({X.shape[0]},)!")
+    return weights.rechunk((X.chunks[0],))
+
+
+def _blocks(X, weights):
+    """The row chunks of ``X`` and of ``weights`` (None each when unweighted)."""
+    rows = list(X.to_delayed().ravel())
+    return rows, list(weights.to_delayed()) if weights is not None else [None] * len(rows)
+
+
+# ------------------------------------------------------- passes over data
+
+
+def _add_statistics(*parts):
+    return tuple(sum(values) for values in zip(*parts))
+
+
+def _tree_sum(parts):
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_add_statistics)(*parts[start : start + SPLIT_EVERY])
+            for start in range(0, len(parts), SPLIT_EVERY)
+        ]
+    return parts[0]
+
+
+def whole_data_statistics(rows, weights, codebook):
+    """(counts, sums, squared error) of all chunks on ``codebook``, NumPy.
+
+    Each chunk's statistics are computed where the chunk lives and summed
+    in a tree; the codebook travels once to each worker.
+    """
+    shared_codebook = dask.delayed(codebook)
+    parts = [dask.delayed(batch_statistics)(block, shared_codebook, w) for block, w in zip(rows, weights)]
+    (total,) = dask.compute(_tree_sum(parts))
+    return total
+
+
+def _summary(X, weights):
+    """One pass: finiteness, total weight and mean of ``X``."""
+    if weights is None:
+        finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], X.mean(axis=0))
+    else:
+        total_weight = weights.sum()
+        finite, weights_finite, total, mean = dask.compute(
+            da.isfinite(X).all(),
+            da.isfinite(weights).all(),
+            total_weight,
+            (X * weights[:, None]).sum(axis=0) / total_weight,
+        )
+        if not weights_finite:
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if not total > 0:
+            raise ValueError(f"sample_weight sums to {total}; give some samples a positive weight.")
+    if not finite:
+        raise ValueError("Input X contains NaN or infinity; remove or impute those values before fit.")
+    return float(total), np.asarray(mean, dtype=X.dtype)
+
+
+def _fetch_rows(X, indices):
+    """Rows ``X[indices]`` as NumPy, in the order given; only they are read."""
+    order = np.argsort(indices)
+    picked = X[indices[order]].compute()
+    rows = np.empty_like(picked)
+    rows[order] = picked
+    return rows
+
+
+def _initial_codebook(estimator, X, weights, rng, mean, total):
+    n_codes = estimator._codebook_size()
+    init = estimator.init
+    if not isinstance(init, str):
+        return estimator._given_codebook(np, X.shape[1], X.dtype, None)
+    if init in ("pca", "random"):
+        centred = X - mean
+        scaled = centred / total if weights is None else centred * (weights / total)[:, None]
+        if init == "random":
+            (variance,) = dask.compute((scaled * centred).sum(axis=0))
+            return codes_around(mean, np.sqrt(np.asarray(variance, dtype=X.dtype)), n_codes, rng)
+        (covariance,) = dask.compute(scaled.T @ centred)
+        return codes_on_principal_plane(mean, np.asarray(covariance, dtype=X.dtype), estimator._grid())
+    # Unit weights, as the in-memory fit passes them: the same draw.
+    host_weights = np.ones(X.shape[0], dtype=X.dtype) if weights is None else weights.compute()
+    if init == "sample":
+        return _fetch_rows(X, sample_rows(X.shape[0], n_codes, rng, host_weights))
+    n_rows = min(KMEANS_PLUSPLUS_ROWS_PER_CODE * n_codes, int(np.count_nonzero(host_weights)))
+    chosen = sample_rows(X.shape[0], n_rows, rng, host_weights, init="k-means++")
+    # The sample was drawn in proportion to the weights: seed it unweighted.
+    return kmeans_plusplus_codes(_fetch_rows(X, chosen), n_codes, rng)
+
+
+def _ema_steps_on_chunk(stepper, state, block, weights, order, step, n_steps):
+    return stepper._ema_steps(state, block, weights, order, step, n_steps)
+
+
+def _ema_epochs(estimator, X, rows, weights, state, rng):
+    """``max_iter`` epochs of EMA steps, each run by the worker holding its chunk."""
+    chunk_sizes = X.chunks[0]
+    batches = [math.ceil(size / estimator.batch_size) for size in chunk_sizes]
+    n_steps = estimator._schedule_length(estimator.max_iter * sum(batches))
+    # An unfitted copy carries the parameters (and the grid) to the workers,
+    # once each: the state, not the estimator, changes from task to task.
+    stepper = clone(estimator)
+    stepper._check_params(X)
+    stepper = dask.delayed(stepper, pure=False)
+    step = 0
+    for _ in range(estimator.max_iter):
+        for chunk in rng.permutation(len(rows)):
+            order = rng.permutation(chunk_sizes[chunk])
+            state = dask.delayed(_ema_steps_on_chunk)(
+                stepper, state, rows[chunk], weights[chunk], order, step, n_steps
+            )
+            step += batches[chunk]
+    (state,) = dask.compute(state)
+    return state, step
+
+
+# ---------------------------------------------------------- front doors
+
+
+def fit(estimator, X, sample_weight=None):
+    """``estimator.fit`` on a Dask array (see the module's description)."""
+    X = _checked_rows(X)
+    weights = _checked_weights(sample_weight, X)
+    estimator._check_params(X)
+    rng = check_random_state(estimator.random_state)
+    total, mean = _summary(X, weights)
+    codebook = _initial_codebook(estimator, X, weights, rng, mean, total)
+    rows, weight_blocks = _blocks(X, weights)
+
+    def statistics(codebook):
+        return whole_data_statistics(rows, weight_blocks, codebook)
+
+    if estimator.algorithm == "batch":
+        state, error = estimator._batch_iterations(codebook, statistics, total)
+        n_updates = estimator.max_iter
+    else:
+        state = initial_state(codebook, float(estimator.initial_count))
+        state, n_updates = _ema_epochs(estimator, X, rows, weight_blocks, state, rng)
+        _, _, error = statistics(state.codebook)
+
+    estimator.n_features_in_ = X.shape[1]
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_  # Dask arrays carry no column names
+    estimator._set_fitted(state, None, float(error), n_updates, rng)
+    estimator.labels_ = predict(estimator, X)
+    return estimator
+
+
+def _nearest_codes(block, codebook):
+    return assign(block, codebook).first
+
+
+def _code_distances(block, codebook):
+    return np.sqrt(squared_distances(block, codebook))
+
+
+def _blockwise_on_codebook(estimator, X, function, out_index, dtype):
+    check_is_fitted(estimator)
+    codebook = to_numpy(estimator.cluster_centers_)
+    X = _checked_rows(X, dtype=codebook.dtype, n_features=codebook.shape[1], name=type(estimator).__name__)
+    # One chunk holding the codebook, read by every row chunk's task.
+    shared = da.from_array(codebook, chunks=codebook.shape)
+    return da.blockwise(function, out_index, X, "ij", shared, "kj", dtype=dtype, concatenate=True)
+
+
+def predict(estimator, X):
+    """Lazy nearest-code indices of a Dask array, shape (n_samples,)."""
+    return _blockwise_on_codebook(estimator, X, _nearest_codes, "i", np.intp)
+
+
+def transform(estimator, X):
+    """Lazy distances of a Dask array to every code, (n_samples, n_codes)."""
+    return _blockwise_on_codebook(estimator, X, _code_distances, "ik", to_numpy(estimator.cluster_centers_).dtype)

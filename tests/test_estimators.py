@@ -1,0 +1,343 @@
+"""Behaviour of KohonenQuantizer and EMAQuantizer as a user sees it."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse
+from sklearn import config_context
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core
+from sklearn_ksom._array_api import to_numpy
+from sklearn_ksom.topology import Grid, neighbourhood
+
+from .conftest import to_xp
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(n_samples=600, centers=6, n_features=4, random_state=0)
+    return X
+
+
+def fitted_state(estimator):
+    """Every attribute, arrays copied, for before/after comparisons."""
+    state = {}
+    for key, value in vars(estimator).items():
+        if isinstance(value, np.ndarray):
+            state[key] = value.copy()
+        elif isinstance(value, np.random.RandomState):
+            state[key] = value.get_state()[1].copy()
+        else:
+            state[key] = value
+    return state
+
+
+def assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], np.ndarray):
+            np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+        else:
+            assert before[key] == after[key], key
+
+
+# ------------------------------------------------------------ fitting
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_same_random_state_gives_identical_runs(blobs, algorithm):
+    a = KohonenQuantizer((4, 4), algorithm=algorithm, init="sample", batch_size=100, random_state=7).fit(blobs)
+    b = KohonenQuantizer((4, 4), algorithm=algorithm, init="sample", batch_size=100, random_state=7).fit(blobs)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    c = KohonenQuantizer((4, 4), algorithm=algorithm, init="sample", batch_size=100, random_state=8).fit(blobs)
+    assert not np.array_equal(a.cluster_centers_, c.cluster_centers_)
+
+
+@pytest.mark.parametrize("Estimator", [KohonenQuantizer, EMAQuantizer])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_precision_is_kept(blobs, Estimator, dtype):
+    model = Estimator(random_state=0).fit(blobs.astype(dtype))
+    for name in ("cluster_centers_", "counts_", "sums_"):
+        assert getattr(model, name).dtype == dtype
+    assert model.transform(blobs.astype(dtype)).dtype == dtype
+    model.partial_fit(blobs.astype(np.float64))  # later batches follow the fitted precision
+    assert model.cluster_centers_.dtype == dtype
+
+
+def test_integer_input_is_fitted_as_float64():
+    X = np.random.default_rng(0).integers(0, 10, size=(50, 3))
+    assert KohonenQuantizer((2, 2), random_state=0).fit(X).cluster_centers_.dtype == np.float64
+
+
+def test_fitted_attributes_describe_the_training_data(blobs):
+    som = KohonenQuantizer((3, 4), random_state=0).fit(blobs)
+    assert som.cluster_centers_.shape == (12, 4)
+    assert som.grid_ == Grid((3, 4))
+    np.testing.assert_array_equal(som.labels_, som.predict(blobs))
+    assert som.inertia_ == pytest.approx(-som.score(blobs) * len(blobs))
+    assert som.n_iter_ == som.max_iter and som.n_steps_ == som.max_iter
+    ema = EMAQuantizer(5, batch_size=64, max_iter=3, random_state=0).fit(blobs)
+    assert ema.n_steps_ == 3 * int(np.ceil(600 / 64))
+
+
+def test_batch_algorithm_without_neighbourhood_matches_kmeans(blobs):
+    init = blobs[:6]
+    ours = EMAQuantizer(6, init=init, algorithm="batch", max_iter=100).fit(blobs)
+    theirs = KMeans(6, init=init, n_init=1, max_iter=100, tol=0, algorithm="lloyd").fit(blobs)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-10)
+
+
+def test_kohonen_without_neighbourhood_is_ema_quantizer_step_for_step(blobs):
+    settings = dict(init="sample", decay=0.9, random_state=3)
+    som = KohonenQuantizer((6,), neighbourhood="none", **settings)
+    ema = EMAQuantizer(6, **settings)
+    for batch in np.array_split(blobs, 10):
+        som.partial_fit(batch)
+        ema.partial_fit(batch)
+        np.testing.assert_array_equal(som.cluster_centers_, ema.cluster_centers_)
+        np.testing.assert_array_equal(som.counts_, ema.counts_)
+
+
+def test_partial_fit_continues_the_schedule_and_the_state(blobs):
+    som = KohonenQuantizer((3, 3), init="sample", neighbourhood="hard", schedule="inverse", decay=0.8, random_state=0)
+    batches = np.array_split(blobs, 6)
+    som.partial_fit(batches[0])
+    state = core.EMAState(som.cluster_centers_.copy(), som.counts_.copy(), som.sums_.copy())
+    for step, batch in enumerate(batches[1:], start=1):
+        som.partial_fit(batch)
+        P = neighbourhood(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * step))
+        state, _ = core.ema_step(state, batch, P, decay=0.8, epsilon=1e-5)
+        np.testing.assert_allclose(som.cluster_centers_, state.codebook, rtol=1e-12)
+    assert som.n_steps_ == 6
+
+
+def test_partial_fit_can_continue_a_batch_fit(blobs):
+    som = KohonenQuantizer((3, 3), random_state=0).fit(blobs)
+    before = som.score(blobs)
+    som.partial_fit(blobs[:200])
+    assert som.n_steps_ == som.max_iter + 1
+    assert som.score(blobs) > 1.5 * before  # stays close: no reset
+
+
+def test_fit_restarts_from_scratch(blobs):
+    som = KohonenQuantizer((3, 3), random_state=0)
+    first = som.fit(blobs).cluster_centers_.copy()
+    som.partial_fit(blobs[:100])
+    np.testing.assert_array_equal(som.fit(blobs).cluster_centers_, first)
+
+
+@pytest.mark.parametrize("init", ["random", "sample", "pca", "k-means++"])
+def test_every_initialisation_trains_a_useful_codebook(blobs, init):
+    som = KohonenQuantizer((3, 3), init=init, random_state=0).fit(blobs)
+    worst = KohonenQuantizer((3, 3), init=init, max_iter=1, neighbourhood="bubble", sigma=10, random_state=0)
+    # More training than one all-averaging iteration always helps.
+    assert som.score(blobs) > worst.fit(blobs).score(blobs)
+
+
+def test_pca_initialisation_lays_the_grid_on_the_principal_plane():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 3)) * [5.0, 2.0, 0.1]
+    som = KohonenQuantizer((5, 3), init="pca", max_iter=1, neighbourhood="none")
+    codebook = som._initial_codebook(X, rng, None)
+    grid = codebook.reshape(5, 3, 3)
+    axis0 = grid[-1, 1] - grid[0, 1]
+    axis1 = grid[2, -1] - grid[2, 0]
+    assert abs(axis0[0]) > 10 * max(abs(axis0[1]), abs(axis0[2]))  # first axis: first PC
+    assert abs(axis1[1]) > 10 * max(abs(axis1[0]), abs(axis1[2]))
+
+
+def test_init_array_is_used_as_given(blobs):
+    init = blobs[:9] + 0.5
+    som = KohonenQuantizer((3, 3), init=init, max_iter=1, neighbourhood="none").fit(blobs)
+    labels = ((blobs[:, None] - init[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_allclose(som.cluster_centers_[labels[0]], blobs[labels == labels[0]].mean(0))
+
+
+def test_ksom_forms_a_map_and_ema_vq_does_not():
+    X = StandardScaler().fit_transform(load_digits().data)
+    som = KohonenQuantizer((6, 6), random_state=0).fit(X)
+    ema = EMAQuantizer(36, random_state=0).fit(X)
+    som_error = som.topographic_error(X)
+    from sklearn_ksom.metrics import topographic_error
+
+    ema_error = topographic_error(X, ema.cluster_centers_, Grid((6, 6)))
+    assert som_error < 0.2 < 0.6 < ema_error
+
+
+def test_hexagonal_and_toroidal_maps_train(blobs):
+    for kwargs in (dict(hexagonal=True), dict(toroidal=True), dict(hexagonal=True, toroidal=True)):
+        som = KohonenQuantizer((4, 4), **kwargs, random_state=0).fit(blobs)
+        assert np.isfinite(som.cluster_centers_).all()
+        assert 0 <= som.topographic_error(blobs) <= 1
+
+
+def test_three_dimensional_grid(blobs):
+    som = KohonenQuantizer((2, 3, 2), random_state=0).fit(blobs)
+    assert som.project(blobs[:5]).shape == (5, 3)
+    assert som.codebook_grid().shape == (2, 3, 2, 4)
+
+
+# ----------------------------------------------------------- inference
+
+
+def test_predict_transform_quantize_and_project_agree(blobs):
+    som = KohonenQuantizer((3, 4), random_state=0).fit(blobs)
+    distances = som.transform(blobs)
+    expected = np.sqrt(((blobs[:, None] - som.cluster_centers_[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(distances, expected, atol=1e-8)
+    labels = som.predict(blobs)
+    np.testing.assert_array_equal(labels, distances.argmin(1))
+    np.testing.assert_array_equal(som.quantize(blobs), som.cluster_centers_[labels])
+    np.testing.assert_array_equal(som.project(blobs), np.stack(np.unravel_index(labels, (3, 4)), 1))
+    np.testing.assert_array_equal(som.codebook_grid()[1, 2], som.cluster_centers_[6])
+    assert som.score(blobs) == pytest.approx(-np.mean(distances.min(1) ** 2))
+    assert som.quantization_error(blobs) == pytest.approx(np.mean(distances.min(1)))
+
+
+def test_pipeline_with_a_scaler(blobs):
+    pipe = make_pipeline(StandardScaler(), KohonenQuantizer((3, 3), random_state=0))
+    labels = pipe.fit_predict(blobs)
+    assert labels.shape == (600,) and labels.max() < 9
+    assert pipe.transform(blobs).shape == (600, 9)
+
+
+def test_feature_names_and_pandas_output(blobs):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(blobs, columns=["a", "b", "c", "d"])
+    som = KohonenQuantizer((2, 3), random_state=0).set_output(transform="pandas").fit(frame)
+    out = som.transform(frame)
+    assert list(out.columns) == [f"kohonenquantizer{i}" for i in range(6)]
+    assert list(som.feature_names_in_) == ["a", "b", "c", "d"]
+    assert list(EMAQuantizer(3).fit(frame).get_feature_names_out()) == ["emaquantizer0", "emaquantizer1", "emaquantizer2"]
+
+
+@pytest.mark.parametrize("Estimator", [KohonenQuantizer, EMAQuantizer])
+def test_pickle_and_joblib_round_trip(blobs, Estimator, tmp_path):
+    model = Estimator(random_state=0).fit(blobs)
+    expected = model.predict(blobs)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(blobs), expected)
+    joblib.dump(model, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(loaded.predict(blobs), expected)
+    np.testing.assert_array_equal(loaded.transform(blobs), model.transform(blobs))
+    loaded.partial_fit(blobs[:50])  # and it goes on learning
+
+
+# --------------------------------------------------------- array API
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_fit_on_any_namespace_matches_numpy(xp, blobs, algorithm):
+    settings = dict(grid_shape=(3, 3), algorithm=algorithm, batch_size=128, max_iter=5, random_state=0)
+    expected = KohonenQuantizer(**settings).fit(blobs)
+    with config_context(array_api_dispatch=True):
+        model = KohonenQuantizer(**settings).fit(to_xp(xp, blobs))
+        labels = model.predict(to_xp(xp, blobs))
+        projection = model.project(to_xp(xp, blobs))
+        error = model.topographic_error(to_xp(xp, blobs))
+    assert type(model.cluster_centers_) is type(to_xp(xp, blobs))
+    np.testing.assert_allclose(to_numpy(model.cluster_centers_), expected.cluster_centers_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(to_numpy(labels), expected.labels_)
+    np.testing.assert_array_equal(to_numpy(projection), expected.project(blobs))
+    assert error == pytest.approx(expected.topographic_error(blobs))
+
+
+def test_partial_fit_on_any_namespace_matches_numpy(xp, blobs):
+    expected = KohonenQuantizer((3, 3), init="k-means++", random_state=0)
+    with config_context(array_api_dispatch=True):
+        model = KohonenQuantizer((3, 3), init="k-means++", random_state=0)
+        for batch in np.array_split(blobs, 4):
+            expected.partial_fit(batch)
+            model.partial_fit(to_xp(xp, batch))
+    np.testing.assert_allclose(to_numpy(model.cluster_centers_), expected.cluster_centers_, rtol=1e-8)
+
+
+# ------------------------------------------------------------ bad input
+
+BAD_INPUTS = {
+    "nan": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X), "NaN"),
+    "inf": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.inf, X), "infinity"),
+    "empty": (lambda X: X[:0], "0 sample"),
+    "strings": (lambda X: X.astype(str).astype(object) + "x", "convert|string"),
+    "complex": (lambda X: X + 1j, "Complex data not supported"),
+    "sparse": (lambda X: scipy.sparse.csr_matrix(X), "Sparse data was passed"),
+    "one dimension": (lambda X: X[:, 0], "Expected 2D array"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "predict", "transform", "score"])
+def test_bad_input_is_refused_and_loses_nothing(blobs, kind, method):
+    corrupt, message = BAD_INPUTS[kind]
+    som = KohonenQuantizer((3, 3), init="sample", random_state=0).fit(blobs)
+    som.partial_fit(blobs[:100])
+    before = fitted_state(som)
+    with pytest.raises((ValueError, TypeError), match=message):
+        getattr(som, method)(corrupt(blobs[:50].copy()))
+    assert_same_state(before, fitted_state(som))
+
+
+def test_partial_fit_with_a_changed_feature_count_is_refused(blobs):
+    model = EMAQuantizer(4, random_state=0).partial_fit(blobs)
+    before = fitted_state(model)
+    with pytest.raises(ValueError, match="X has 3 features, but EMAQuantizer is expecting 4 features"):
+        model.partial_fit(blobs[:, :3])
+    assert_same_state(before, fitted_state(model))
+
+
+@pytest.mark.parametrize("init", ["sample", "k-means++"])
+def test_fewer_samples_than_codes_is_refused_where_it_cannot_work(blobs, init):
+    model = KohonenQuantizer((3, 3), init=init, random_state=0)
+    with pytest.raises(ValueError, match=r"n_samples=5 .*9 codes|9 distinct samples but n_samples=5"):
+        model.fit(blobs[:5])
+    assert not hasattr(model, "cluster_centers_") and not hasattr(model, "n_features_in_")
+    # The first partial_fit call fails the same way and leaves nothing behind.
+    with pytest.raises(ValueError):
+        model.partial_fit(blobs[:5])
+    assert vars(model) == vars(KohonenQuantizer((3, 3), init=init, random_state=0))
+
+
+@pytest.mark.parametrize("init", ["pca", "random"])
+def test_fewer_samples_than_codes_works_where_it_can(blobs, init):
+    som = KohonenQuantizer((3, 3), init=init, random_state=0).fit(blobs[:1])
+    np.testing.assert_allclose(som.predict(blobs[:1]).shape, (1,))
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (dict(grid_shape=(3, 0)), "positive"),
+        (dict(neighbourhood="mexican"), "neighbourhood"),
+        (dict(schedule="cosine"), "schedule"),
+        (dict(decay=1.0), "decay"),
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(initial_count=-1.0), "initial_count"),
+        (dict(update="some"), "update"),
+        (dict(algorithm="online"), "algorithm"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(init="zeros"), "init"),
+        (dict(init=np.zeros((4, 4))), r"init array has shape \(4, 4\); expected .*\(9, 4\)"),
+        (dict(hexagonal=True, grid_shape=(3, 3, 3)), "hexagonal grid must be 2-D"),
+    ],
+)
+def test_bad_parameters_are_named_in_the_error(blobs, params, message):
+    settings = dict(grid_shape=(3, 3), random_state=0)
+    settings.update(params)
+    model = KohonenQuantizer(**settings)
+    with pytest.raises(ValueError, match=message):
+        model.fit(blobs)
+    assert not hasattr(model, "cluster_centers_")
+
+
+def test_unfitted_model_says_so(blobs):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        KohonenQuantizer().predict(blobs)
