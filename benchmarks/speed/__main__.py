@@ -31,7 +31,7 @@ SECTIONS = ("streaming", "anatomy", "batch", "layers", "scaling", "large_map")
 def large_map(plan, log=print) -> list:
     rows, cols = plan.large_grid
     results = []
-    for kernel in ("gaussian", "hard", "exponential"):
+    for kernel in plan.large_kernels:
         result = run_child("benchmarks.speed.large_map", str(rows), str(cols), kernel, str(plan.large_steps))
         results.append(result)
         if "refused" in result:

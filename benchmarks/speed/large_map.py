@@ -52,9 +52,19 @@ def main(rows, cols, kernel, steps):
 
 
 def _max_rss():
-    """Peak resident memory of this process so far, bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process so far, bytes.
 
+    Linux's VmHWM belongs to this program's own address space;
+    ``ru_maxrss`` would also count the parent's size at the fork.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; other systems differ
 
 if __name__ == "__main__":
     rows, cols, kernel, steps = sys.argv[1:5]

@@ -22,7 +22,9 @@ class Plan:
     scaling_k: tuple  # ... K at D = 64 and D at K = 256, both at scaling_rows rows
     scaling_d: tuple
     scaling_rows: int
+    scaling_fit_iterations: int
     large_grid: tuple  # the map run without a K x K matrix (issue: 256 x 256)
+    large_kernels: tuple
     large_steps: int
     layer_shape: tuple  # (K, D, vectors per batch) of the torch-layer comparison
     layer_steps: int
@@ -43,7 +45,9 @@ FULL = Plan(
     scaling_k=(64, 256, 1024, 4096, 16384),
     scaling_d=(16, 64, 256, 1024),
     scaling_rows=30_000,
+    scaling_fit_iterations=5,
     large_grid=(256, 256),
+    large_kernels=("gaussian", "hard", "exponential"),
     large_steps=10,
     layer_shape=(512, 64, 16384),
     layer_steps=20,
@@ -64,7 +68,9 @@ QUICK = Plan(
     scaling_k=(64, 256, 1024),
     scaling_d=(16, 64),
     scaling_rows=4096,
+    scaling_fit_iterations=5,
     large_grid=(64, 64),
+    large_kernels=("gaussian", "hard"),
     large_steps=3,
     layer_shape=(512, 64, 4096),
     layer_steps=3,
@@ -86,7 +92,9 @@ TINY = Plan(
     scaling_k=(16, 64),
     scaling_d=(4, 8),
     scaling_rows=512,
+    scaling_fit_iterations=2,
     large_grid=(16, 16),
+    large_kernels=("gaussian",),
     large_steps=2,
     layer_shape=(32, 8, 256),
     layer_steps=2,

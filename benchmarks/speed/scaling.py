@@ -9,24 +9,21 @@ from sklearn_ksom import KohonenQuantizer
 from . import contenders as c
 from .measure import Contender, time_side_by_side, traced_peak
 
-FIT_ITERATIONS = 5
-
-
 def _square_grid(n_codes):
     side = math.isqrt(n_codes)
     return (side, n_codes // side)
 
 
-def _fit(X, grid_shape):
+def _fit(X, grid_shape, iterations):
     def prepare():
-        return lambda: KohonenQuantizer(grid_shape, max_iter=FIT_ITERATIONS, random_state=0).fit(X)
+        return lambda: KohonenQuantizer(grid_shape, max_iter=iterations, random_state=0).fit(X)
 
-    return Contender(f"fit ({FIT_ITERATIONS} iterations)", prepare, X.shape[0])
+    return Contender(f"fit ({iterations} iterations)", prepare, X.shape[0])
 
 
 def _point(X, grid_shape, plan):
     """Median times and traced peak memory of one epoch of partial_fit and of fit."""
-    contenders = [c.kohonen_partial_fit(X, grid_shape, plan.batch_size), _fit(X, grid_shape)]
+    contenders = [c.kohonen_partial_fit(X, grid_shape, plan.batch_size), _fit(X, grid_shape, plan.scaling_fit_iterations)]
     timings = time_side_by_side(contenders, plan.repeats)
     point = {}
     for contender in contenders:
