@@ -52,6 +52,24 @@ def layers(plan, device="cpu", log=print) -> dict:
     return compare(plan.layer_shape, plan.layer_steps, plan.repeats, device=device, log=log)
 
 
+def limit_threads(n_threads):
+    """The same thread count for every library: BLAS, OpenMP and torch.
+
+    On a machine shared with other jobs, a thread pool waits for a core a
+    neighbour holds; one thread each measures the code rather than the
+    neighbours (the report records the choice).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n_threads)
+    try:
+        import torch
+
+        torch.set_num_threads(n_threads)
+    except ImportError:
+        pass
+
+
 def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, command="", log=print) -> dict:
     """Run the plan's comparisons, write the report into ``out``; the results."""
     started = time.perf_counter()
@@ -110,7 +128,14 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="folder for RESULTS.md, results.json, scaling.png")
     parser.add_argument("--data", choices=SOURCES, default="auto", help="Fashion-MNIST if installed (auto), or blobs")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="BLAS / OpenMP / torch threads for every contender alike (default: each library's own choice)",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        limit_threads(args.threads)
     plan = PLANS["quick" if args.quick else "full"]
     out = args.out or (Path("runs/speed-quick") if args.quick else HERE)
     command = "python -m benchmarks.speed " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

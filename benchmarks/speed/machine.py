@@ -49,8 +49,18 @@ def _version(package):
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "minisom", "torchsom", "vector-quantize-pytorch", "cupy-cuda12x")
 
 
+def _torch_threads():
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
 def describe() -> dict:
     return {
+        "torch_threads": _torch_threads(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(_memory_gib(), 1),

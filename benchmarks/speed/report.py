@@ -214,7 +214,7 @@ def markdown(results) -> str:
         f"figures are medians of {results['repeats']} rounds and ratios compare medians.",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['system']}, Python {machine['python']}",
-        f"- BLAS: {machine['blas']}",
+        f"- BLAS: {machine['blas']}; torch: {machine['torch_threads']} threads",
         f"- Packages: {packages}",
         f"- Load average (1, 5, 15 min) at start {load.get('start')} and end {load.get('end')}: the machine is shared, "
         "so absolute rates move from run to run; the ratios are the result.",
