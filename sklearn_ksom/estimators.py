@@ -222,6 +222,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return self._set_fitted(state, assignment.first, inertia, n_updates, rng)
 
     def _set_fitted(self, state, labels, inertia, n_updates, rng):
+        # fit's last neighbourhood is not partial_fit's next: let it go.
+        self.__dict__.pop("_last_neighbourhood", None)
         self._store(state)
         self.labels_ = labels
         self.inertia_ = inertia
@@ -653,7 +655,22 @@ class KohonenQuantizer(_BaseQuantizer):
     def _neighbourhood_at(self, step, n_steps, xp, dtype, device):
         start, end = self._widths()
         width = width_at(self.schedule, step, n_steps, start, end, self.shrink)
-        return neighbourhood(self.grid_, self.neighbourhood, width, xp=xp, dtype=dtype, device=device)
+        # Once the schedule has reached its end width (a long stream), P
+        # stays the same: keep the last one rather than rebuild it every
+        # step (a dense K x K kernel costs K^2 exponentials).
+        key = (self.grid_, self.neighbourhood, width, xp, dtype, device)
+        memo = getattr(self, "_last_neighbourhood", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        P = neighbourhood(self.grid_, self.neighbourhood, width, xp=xp, dtype=dtype, device=device)
+        self._last_neighbourhood = (key, P)
+        return P
+
+    def __getstate__(self):
+        # The memo holds a namespace module and is rebuilt on demand.
+        state = super().__getstate__()
+        state.pop("_last_neighbourhood", None)
+        return state
 
     def project(self, X):
         """Grid index of each sample's nearest code, shape (n_samples, n_axes).

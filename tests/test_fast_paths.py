@@ -115,3 +115,20 @@ def test_a_256_by_256_map_trains_without_a_k_by_k_matrix():
         assert neighbourhood(model.grid_, kernel, 1.0).dense is None
         # Codebook, statistics and a 64 x K block of distances: a few MiB.
         assert peak < 64 * 2**20, peak
+
+
+def test_the_neighbourhood_is_rebuilt_only_when_its_width_changes():
+    import pickle
+
+    X = np.random.default_rng(0).normal(size=(32, 3))
+    model = KohonenQuantizer((4, 4), schedule_steps=3, random_state=0)
+    built = []
+    for _ in range(6):
+        model.partial_fit(X)
+        built.append(model._last_neighbourhood[1])
+    # Steps 0, 1, 2 shrink the width; from step 2 on it stays at sigma_end.
+    assert built[0] is not built[1] and built[1] is not built[2]
+    assert all(P is built[2] for P in built[3:])
+    restored = pickle.loads(pickle.dumps(model))
+    assert not hasattr(restored, "_last_neighbourhood")
+    np.testing.assert_array_equal(restored.partial_fit(X).cluster_centers_, model.partial_fit(X).cluster_centers_)
