@@ -132,3 +132,24 @@ def test_the_neighbourhood_is_rebuilt_only_when_its_width_changes():
     restored = pickle.loads(pickle.dumps(model))
     assert not hasattr(restored, "_last_neighbourhood")
     np.testing.assert_array_equal(restored.partial_fit(X).cluster_centers_, model.partial_fit(X).cluster_centers_)
+
+
+@pytest.mark.parametrize("shared", [np.random.RandomState(0), None])
+def test_a_failed_fit_puts_a_shared_random_state_back(shared):
+    """A RandomState passed as random_state (or NumPy's global one) is drawn
+    by fit itself: a fit that fails after drawing leaves it where it was."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    model = KohonenQuantizer((3, 3), init="random", random_state=shared).fit(X)
+    rng = model._random_state
+    before = rng.get_state()
+
+    def broken_kernel(distances, width):
+        raise RuntimeError("kernel failed")
+
+    model.set_params(neighbourhood=broken_kernel)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        model.fit(X)  # draws the random codebook, then fails
+    after = rng.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2:] == before[2:]
+    assert model._random_state is rng
