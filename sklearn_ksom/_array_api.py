@@ -72,7 +72,11 @@ def assignment_counts_and_sums(X, units, n_codes, weights, xp):
 
     ``counts[k] = sum_{i: units[i]=k} w_i`` and ``sums[k] = sum w_i X[i]``,
     i.e. colsum(E) and E^T Z of SPEC section 1 with rows of E weighted.
+    ``weights=None`` means all ones, without forming the N x D ``w * X``.
     """
+    unweighted = weights is None
+    if unweighted:
+        weights = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
     if is_numpy(xp):
         # A sparse K x N indicator times X is a C loop over N rows: ~5x
         # faster than np.add.at or a one-hot GEMM for K in the hundreds.
@@ -83,22 +87,19 @@ def assignment_counts_and_sums(X, units, n_codes, weights, xp):
         )
         counts = count_labels(units, n_codes, xp, weights, X.dtype)
         return counts, np.asarray(indicator @ X, dtype=X.dtype)
-    if array_api_compat.is_torch_namespace(xp):
-        import torch
+    if array_api_compat.is_torch_namespace(xp) or array_api_compat.is_cupy_namespace(xp):
+        # Scatter-add the rows into K bins on the device.
+        rows = X if unweighted else X * xp.reshape(weights, (-1, 1))
+        counts = xp.zeros((n_codes,), dtype=X.dtype, device=device_of(X))
+        sums = xp.zeros((n_codes, X.shape[1]), dtype=X.dtype, device=device_of(X))
+        if array_api_compat.is_torch_namespace(xp):
+            counts.index_add_(0, units, weights)
+            sums.index_add_(0, units, rows)
+        else:
+            import cupyx
 
-        counts = torch.zeros(n_codes, dtype=X.dtype, device=X.device)
-        counts.index_add_(0, units, weights)
-        sums = torch.zeros((n_codes, X.shape[1]), dtype=X.dtype, device=X.device)
-        sums.index_add_(0, units, X * weights[:, None])
-        return counts, sums
-    if array_api_compat.is_cupy_namespace(xp):
-        import cupy
-        import cupyx
-
-        counts = cupy.zeros(n_codes, dtype=X.dtype)
-        cupyx.scatter_add(counts, units, weights)
-        sums = cupy.zeros((n_codes, X.shape[1]), dtype=X.dtype)
-        cupyx.scatter_add(sums, units, X * weights[:, None])
+            cupyx.scatter_add(counts, units, weights)
+            cupyx.scatter_add(sums, units, rows)
         return counts, sums
     # Any other namespace: the one-hot product E^T (w * Z).
     onehot = xp.astype(

@@ -128,10 +128,7 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
 
 def code_statistics(X, units, n_codes: int, sample_weight=None):
     """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment."""
-    xp = namespace(X, units)
-    if sample_weight is None:
-        sample_weight = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
-    return assignment_counts_and_sums(X, units, n_codes, sample_weight, xp)
+    return assignment_counts_and_sums(X, units, n_codes, sample_weight, namespace(X, units))
 
 
 def spread_statistics(neighbourhood: Neighbourhood, counts, sums, xp):

@@ -4,12 +4,12 @@
 - :func:`topographic_error`: share of samples whose best and second-best
   codes are not grid neighbours (MiniSom's definition, any grid).
 - :func:`perplexity`, :func:`codebook_utilisation`, :func:`dead_codes`:
-  how much of the codebook a set of assignments uses.
+  how much of the codebook a set of assignments uses (and
+  :func:`usage_perplexity`, :func:`usage_utilisation` of per-code counts,
+  as arrays, for training loops).
 """
 
 from __future__ import annotations
-
-import math
 
 from ._array_api import count_labels, namespace
 from .core import assign
@@ -56,22 +56,35 @@ def usage(labels, n_codes: int):
     return count_labels(labels, n_codes, namespace(labels), dtype=_float(namespace(labels)))
 
 
+def usage_perplexity(counts):
+    """exp(-sum p log p) of the usage frequencies p = counts / sum(counts).
+
+    ``counts`` (K,) in any namespace; returns a 0-d array there, so a
+    training step can log it without waiting for the device.
+    """
+    xp = namespace(counts)
+    p = counts / xp.sum(counts)
+    entropy = -xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, xp.ones_like(p))), 0.0))
+    return xp.exp(entropy)
+
+
+def usage_utilisation(counts):
+    """Share of the codes with a positive count, a 0-d array like ``counts``."""
+    xp = namespace(counts)
+    return xp.mean(xp.astype(counts > 0, counts.dtype))
+
+
 def perplexity(labels, n_codes: int) -> float:
     """exp(-sum p log p) of the code-usage frequencies p (SPEC section 2).
 
     Ranges from 1 (one code used) to K (all used equally).
     """
-    xp = namespace(labels)
-    counts = usage(labels, n_codes)
-    p = counts / xp.sum(counts)
-    entropy = -xp.sum(xp.where(p > 0, p * xp.log(xp.where(p > 0, p, xp.ones_like(p))), 0.0))
-    return float(math.exp(float(entropy)))
+    return float(usage_perplexity(usage(labels, n_codes)))
 
 
 def codebook_utilisation(labels, n_codes: int) -> float:
     """Share of the K codes that ``labels`` uses at least once."""
-    xp = namespace(labels)
-    return float(xp.mean(xp.astype(usage(labels, n_codes) > 0, xp.float32)))
+    return float(usage_utilisation(usage(labels, n_codes)))
 
 
 def dead_codes(labels, n_codes: int) -> int:
