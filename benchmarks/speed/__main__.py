@@ -46,10 +46,14 @@ def large_map(plan, log=print) -> list:
 
 def layers(plan, device="cpu", log=print) -> dict:
     try:
-        from benchmarks.torch_layers import compare
+        from .layers import compare
+
+        import torch_adapter  # noqa: F401  (the layers need torch)
     except ImportError as error:
-        return {"skipped": f"The torch-layer comparison is not available here ({error})."}
-    return compare(plan.layer_shape, plan.layer_steps, plan.repeats, device=device, log=log)
+        return {"skipped": f"The torch-layer comparison needs PyTorch ({error})."}
+    n_codes, dim, n_vectors = plan.layer_shape
+    log(f"torch layers ({device}): K={n_codes}, D={dim}, {n_vectors} vectors a batch")
+    return compare(plan.layer_shape, rounds=plan.layer_rounds, steps=plan.layer_steps, device=device, log=log)
 
 
 def limit_threads(n_threads):
@@ -107,6 +111,7 @@ def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False
             scaling.plot(results["scaling"], out / "scaling.png")
         if "large_map" in sections:
             results["large_map"] = large_map(plan, log)
+            results["large_grid"] = list(plan.large_grid)
     results["load_average"]["end"] = machine.load_average()
     results["wall_seconds"] = time.perf_counter() - started
     name = "RESULTS-gpu.md" if use_gpu else "RESULTS.md"

@@ -49,6 +49,7 @@ class Dataset:
     """Vectors of one source at any (n_samples, n_features), cached."""
 
     def __init__(self, source: str = "auto", seed: int = 0):
+        self.requested = source
         self.source = resolve_source(source)
         self.seed = seed
         self._images = None
@@ -56,8 +57,12 @@ class Dataset:
 
     def describe(self) -> str:
         if self.source == "fashion-mnist":
-            return "Fashion-MNIST training images (60 000 x 784) projected on their top D principal components"
-        return "Gaussian blobs (64 centres, scikit-learn make_blobs); Fashion-MNIST was not installed"
+            return (
+                "Fashion-MNIST training images (60 000 × 784) projected on their top D principal components "
+                "(rows repeated for N above 60 000; Gaussian blobs for D above 784)"
+            )
+        reason = "Fashion-MNIST is not installed here" if self.requested == "auto" else "chosen with --data blobs"
+        return f"Gaussian blobs (64 centres, scikit-learn make_blobs; {reason})"
 
     def vectors(self, n_samples: int, n_features: int) -> np.ndarray:
         """(n_samples, n_features) float32, C-contiguous, zero mean, unit mean variance."""

@@ -27,7 +27,8 @@ class Plan:
     large_kernels: tuple
     large_steps: int
     layer_shape: tuple  # (K, D, vectors per batch) of the torch-layer comparison
-    layer_steps: int
+    layer_rounds: int
+    layer_steps: int  # training steps per contender per round
 
 
 FULL = Plan(
@@ -50,7 +51,8 @@ FULL = Plan(
     large_kernels=("gaussian", "hard", "exponential"),
     large_steps=10,
     layer_shape=(512, 64, 16384),
-    layer_steps=20,
+    layer_rounds=21,
+    layer_steps=3,
 )
 
 QUICK = Plan(
@@ -72,8 +74,9 @@ QUICK = Plan(
     large_grid=(64, 64),
     large_kernels=("gaussian", "hard"),
     large_steps=3,
-    layer_shape=(512, 64, 4096),
-    layer_steps=3,
+    layer_shape=(512, 64, 16384),
+    layer_rounds=5,
+    layer_steps=2,
 )
 
 # The test's: every code path of --quick on shapes that run in seconds.
@@ -97,7 +100,8 @@ TINY = Plan(
     large_kernels=("gaussian",),
     large_steps=2,
     layer_shape=(32, 8, 256),
-    layer_steps=2,
+    layer_rounds=1,
+    layer_steps=1,
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK, TINY)}
