@@ -46,3 +46,15 @@ def test_the_gpu_mode_says_why_it_is_skipped_without_a_gpu(tmp_path):
     assert results["skipped"].startswith("GPU mode skipped: no CUDA device here")
     assert "CuPy" in results["skipped"] and "torch.cuda.is_available() is False" in results["skipped"]
     assert not (tmp_path / "RESULTS-gpu.md").exists()
+
+
+def test_the_gpu_streaming_path_runs_on_numpy_and_cpu_tensors():
+    """The GPU mode's code, with NumPy standing in for CuPy and torch on the CPU."""
+    import numpy as np
+
+    from benchmarks.speed.data import Dataset
+
+    (result,) = gpu.streaming(Dataset("blobs"), TINY, xp=np, torch_device="cpu", log=lambda *args: None)
+    for name in (OURS, "EMAQuantizer.partial_fit", "torchsom.fit", BOUND):
+        assert not result["rows"][name]["error"], result["rows"][name]["error"]
+        assert result["rows"][name]["samples_per_s"] > 0

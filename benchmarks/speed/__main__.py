@@ -94,9 +94,15 @@ def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False
         if message:
             log(message)
             return {"skipped": message}
-        results["gpu"] = gpu.streaming(data, plan, missing, log)
-        if missing["torch"] is None:
-            results["layers"] = layers(plan, device="cuda", log=log)
+        torch_device = "cuda" if missing["torch"] is None else None
+        if missing["cupy"] is None:
+            import cupy
+
+            results["gpu"] = gpu.streaming(data, plan, xp=cupy, torch_device=torch_device, log=log)
+        else:
+            results["gpu"] = f"The estimators' GPU comparison was skipped: {missing['cupy']}."
+        if torch_device is not None:
+            results["layers"] = layers(plan, device=torch_device, log=log)
     else:
         if "streaming" in sections:
             results["streaming"] = comparisons.streaming(data, plan, log)

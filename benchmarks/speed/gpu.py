@@ -59,27 +59,28 @@ def synchronise():
         pass
 
 
-def streaming(data, plan, missing, log=print) -> list:
-    """Streaming epochs on the GPU: estimators on CuPy, torchsom on CUDA, CuPy's GEMM."""
-    if missing["cupy"] is not None:
-        log(f"GPU streaming skipped: {missing['cupy']}")
-        return []
-    import cupy
+def streaming(data, plan, *, xp, torch_device=None, log=print) -> list:
+    """Streaming epochs with the estimators' data in ``xp`` arrays.
+
+    ``xp`` is CuPy on a GPU (NumPy runs the same path on a CPU, as the
+    tests do); torchsom joins on ``torch_device`` when one is given.  The
+    estimators take the arrays through scikit-learn's array-API dispatch.
+    """
     import sklearn
 
     results = []
     for grid_shape, n_features in plan.streaming_shapes:
         host = data.vectors(plan.n_samples, n_features)
-        X = cupy.asarray(host)
+        X = xp.asarray(host)
         batch = plan.batch_size
-        log(f"GPU streaming: {X.shape[0]} x {n_features}, map {grid_shape[0]}x{grid_shape[1]}, batch {batch}")
+        log(f"{xp.__name__} streaming: {X.shape[0]} x {n_features}, map {grid_shape[0]}x{grid_shape[1]}, batch {batch}")
         contenders = [
             c.kohonen_partial_fit(X, grid_shape, batch),
             c.ema_partial_fit(X, grid_shape, batch),
-            c.distance_gemm(X, grid_shape, batch, xp=cupy),
+            c.distance_gemm(X, grid_shape, batch, xp=xp),
         ]
-        if missing["torch"] is None:
-            contenders.insert(2, c.torchsom_fit(host, grid_shape, batch, device="cuda"))
+        if torch_device is not None:
+            contenders.insert(2, c.torchsom_fit(host, grid_shape, batch, device=torch_device))
         with sklearn.config_context(array_api_dispatch=True):
             timings = time_side_by_side(contenders, plan.repeats, sync=synchronise)
         results.append(_shape_result(grid_shape, n_features, X.shape[0], batch, timings))

@@ -46,7 +46,9 @@ def _version(package):
         return "not installed"
 
 
-PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "minisom", "torchsom", "vector-quantize-pytorch", "cupy-cuda12x")
+PACKAGES = (
+    "numpy", "scipy", "scikit-learn", "torch", "minisom", "torchsom", "vector-quantize-pytorch", "cupy-cuda12x", "cupy-cuda13x",
+)
 
 
 def _torch_threads():
