@@ -122,23 +122,36 @@ def batch_peers(X, grid_shape, plan) -> list:
     ]
 
 
-def _our_fit(X, grid_shape, max_iter):
+# The settings of ``fit`` tried against each peer: the defaults, and the
+# defaults ending at MiniSom's own final width (its sigma = 1 decays to 1/3).
+FIT_SETTINGS = {
+    "defaults": {},
+    "sigma_end=1/3": {"sigma_end": 1 / 3},
+}
+
+
+def _fit_name(setting, max_iter):
+    return f"KohonenQuantizer.fit ({setting}, max_iter={max_iter})"
+
+
+def _our_fit(X, grid_shape, setting, max_iter):
     def prepare():
         def run():
-            model = KohonenQuantizer(grid_shape, max_iter=max_iter, random_state=0).fit(X)
-            return np.asarray(model.cluster_centers_)
+            model = KohonenQuantizer(grid_shape, max_iter=max_iter, random_state=0, **FIT_SETTINGS[setting])
+            return np.asarray(model.fit(X).cluster_centers_)
 
         return run
 
-    return Contender(f"KohonenQuantizer.fit (max_iter={max_iter})", prepare, X.shape[0])
+    return Contender(_fit_name(setting, max_iter), prepare, X.shape[0])
 
 
 def batch_to_error(data, plan, log=print) -> dict:
     """Time for ``fit`` (batch algorithm) to reach each peer's quantisation error.
 
-    Each peer trains once untimed to learn its error; the smallest
-    ``max_iter`` of the plan's ladder whose ``fit`` reaches that error is
-    then timed side by side with the peer.
+    Each peer trains once untimed to learn its error; for each setting of
+    :data:`FIT_SETTINGS`, the smallest ``max_iter`` of the plan's ladder
+    whose ``fit`` reaches that error is then timed side by side with the
+    peers.
     """
     grid_shape = plan.batch_grid
     X = data.vectors(plan.n_samples, plan.streaming_shapes[0][1])
@@ -152,12 +165,13 @@ def batch_to_error(data, plan, log=print) -> dict:
             "topographic_error": metrics.topographic_error(X, codebook, grid),
         }
 
-    ladder = {}
+    ladders = {setting: {} for setting in FIT_SETTINGS}
 
-    def our_error(max_iter):
+    def our_error(setting, max_iter):
+        ladder = ladders[setting]
         if max_iter not in ladder:
-            model = KohonenQuantizer(grid_shape, max_iter=max_iter, random_state=0).fit(X)
-            ladder[max_iter] = quality(model.cluster_centers_)
+            model = KohonenQuantizer(grid_shape, max_iter=max_iter, random_state=0, **FIT_SETTINGS[setting])
+            ladder[max_iter] = quality(model.fit(X).cluster_centers_)
         return ladder[max_iter]["quantization_error"]
 
     peers = batch_peers(X, grid_shape, plan)
@@ -172,35 +186,42 @@ def batch_to_error(data, plan, log=print) -> dict:
     for name, target in targets.items():
         if "error" in target:
             continue
-        # The first rung that reaches the error; later ones are not fitted.
-        matched[name] = next(
-            (m for m in plan.batch_iterations if our_error(m) <= target["quantization_error"]), None
-        )
-    iterations = sorted({m for m in matched.values() if m is not None})
+        for setting in FIT_SETTINGS:
+            # The first rung that reaches the error; later ones are not fitted.
+            matched[name, setting] = next(
+                (m for m in plan.batch_iterations if our_error(setting, m) <= target["quantization_error"]), None
+            )
+    ours = sorted({(setting, m) for (_, setting), m in matched.items() if m is not None})
     timings = time_side_by_side(
-        [p for p in peers if "error" not in targets[p.name]] + [_our_fit(X, grid_shape, m) for m in iterations],
+        [p for p in peers if "error" not in targets[p.name]] + [_our_fit(X, grid_shape, *pair) for pair in ours],
         min(plan.repeats, 3),
     )
-    rows = {}
+    rows = []
     for name, target in targets.items():
-        row = {"peer": name, **target}
-        if "error" not in target:
-            timing = timings[name]
-            m = matched[name]
-            row.update(seconds=timing.median, note=timing.note, our_max_iter=m)
+        if "error" in target:
+            rows.append({"peer": name, **target})
+            continue
+        timing = timings[name]
+        for setting in FIT_SETTINGS:
+            m = matched[name, setting]
+            row = {"peer": name, **target, "seconds": timing.median, "note": timing.note, "setting": setting,
+                   "our_max_iter": m}  # fmt: skip
             if m is not None:
-                ours = timings[f"KohonenQuantizer.fit (max_iter={m})"]
-                row.update(our_seconds=ours.median, speedup=timing.median / ours.median, ours=ladder[m])
+                fit_seconds = timings[_fit_name(setting, m)].median
+                row.update(our_seconds=fit_seconds, speedup=timing.median / fit_seconds, ours=ladders[setting][m])
+            rows.append(row)
             log(
-                f"  {name:28s} {timing.median:7.2f} s, error {target['quantization_error']:.4f}; "
-                + (f"fit max_iter={m}: {row['our_seconds']:.3f} s, x{row['speedup']:.1f}" if m else "not reached")
+                f"  {name:28s} {timing.median:7.2f} s, error {target['quantization_error']:.4f}; fit ({setting}) "
+                + (f"max_iter={m}: {row['our_seconds']:.3f} s, x{row['speedup']:.1f}" if m else "not reached")
             )
-        rows[name] = row
     return {
         "grid": list(grid_shape),
         "n_samples": X.shape[0],
         "n_features": X.shape[1],
-        "ladder": {str(m): q for m, q in sorted(ladder.items())},
+        "settings": {name: repr(params) for name, params in FIT_SETTINGS.items()},
+        "ladders": {
+            setting: {str(m): q for m, q in sorted(ladder.items())} for setting, ladder in ladders.items()
+        },
         "rows": rows,
     }
 
