@@ -40,11 +40,16 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet "$(TORCH)" -e ".[bench]"
 	touch $(BENCH_STAMP)
 
+# One thread per library by default: on a machine shared with other jobs a
+# thread pool waits for a core a neighbour holds (`make bench BENCH_ARGS=`
+# leaves each library its own choice).
+BENCH_ARGS ?= --threads 1
+
 bench: $(BENCH_STAMP)
-	$(PY) -m benchmarks.speed
+	$(PY) -m benchmarks.speed $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP)
-	$(PY) -m benchmarks.speed --quick
+	$(PY) -m benchmarks.speed --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
