@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from benchmarks.speed import gpu
 from benchmarks.speed.__main__ import run
@@ -15,13 +16,16 @@ from benchmarks.speed.plan import TINY
 
 
 def test_the_quick_code_path_writes_a_full_report(tmp_path):
-    results = run(TINY, out=tmp_path, data_source="blobs", log=lambda *args: None)
+    threads_before = torch.get_num_threads()
+    results = run(TINY, out=tmp_path, data_source="blobs", n_threads=1, log=lambda *args: None)
 
     rows = results["streaming"][0]["rows"]
     for name in (OURS, "EMAQuantizer.partial_fit", BOUND):
         assert not rows[name]["error"], rows[name]["error"]
         assert rows[name]["samples_per_s"] > 0
     assert math.isclose(rows[OURS]["speedup_of_ours"], 1.0)
+    assert results["machine"]["torch_threads"] == 1 and torch.get_num_threads() == threads_before
+    assert results["streaming_own_threads"][0]["rows"][OURS]["samples_per_s"] > 0
     assert results["anatomy"]["total_seconds"] > 0
     assert {row["peer"] for row in results["batch"]["rows"]} == {
         "MiniSom.train_batch", "MiniSom.train_batch_offline", "torchsom.fit"

@@ -12,6 +12,8 @@ for --gpu).  The peers come from the ``bench`` extra: ``make bench``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime
 import json
 import shlex
@@ -56,26 +58,52 @@ def layers(plan, device="cpu", log=print) -> dict:
     return compare(plan.layer_shape, rounds=plan.layer_rounds, steps=plan.layer_steps, device=device, log=log)
 
 
-def limit_threads(n_threads):
-    """The same thread count for every library: BLAS, OpenMP and torch.
+@contextlib.contextmanager
+def threads(n_threads):
+    """Every library at ``n_threads`` threads (BLAS, OpenMP, torch) inside.
 
-    On a machine shared with other jobs, a thread pool waits for a core a
+    On a machine shared with other jobs a thread pool waits for a core a
     neighbour holds; one thread each measures the code rather than the
-    neighbours (the report records the choice).
+    neighbours (the report records the choice).  ``None`` changes nothing.
     """
+    if n_threads is None:
+        yield
+        return
+    import torch
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=n_threads)
+    torch_threads = torch.get_num_threads()
+    limiter = threadpool_limits(limits=n_threads)
+    torch.set_num_threads(n_threads)
     try:
-        import torch
+        yield
+    finally:
+        limiter.restore_original_limits()
+        torch.set_num_threads(torch_threads)
 
-        torch.set_num_threads(n_threads)
-    except ImportError:
-        pass
+
+def run(
+    plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, n_threads=None, command="", log=print
+) -> dict:
+    """Run the plan's comparisons at ``n_threads``, write the report into ``out``; the results.
+
+    With ``n_threads`` set, the SPEC-shape streaming comparison runs a
+    second time with every library's own thread count, for the record.
+    """
+    with threads(n_threads):
+        results = _run(plan, out=out, data_source=data_source, sections=sections, use_gpu=use_gpu,
+                       command=command, log=log)  # fmt: skip
+    if n_threads is not None and "streaming" in results:
+        spec_only = dataclasses.replace(plan, streaming_shapes=plan.streaming_shapes[:1])
+        log("again with each library's own thread count:")
+        results["streaming_own_threads"] = comparisons.streaming(Dataset(data_source), spec_only, log)
+        own = machine.describe()
+        results["own_threads"] = {"blas": own["blas"], "torch_threads": own["torch_threads"]}
+        _write(results, out, use_gpu, log)
+    return results
 
 
-def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, command="", log=print) -> dict:
-    """Run the plan's comparisons, write the report into ``out``; the results."""
+def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     data = Dataset(data_source)
@@ -120,16 +148,19 @@ def run(plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False
             results["large_grid"] = list(plan.large_grid)
     results["load_average"]["end"] = machine.load_average()
     results["wall_seconds"] = time.perf_counter() - started
+    _write(results, out, use_gpu, log)
+    return results
+
+
+def _write(results, out, use_gpu, log):
     name = "RESULTS-gpu.md" if use_gpu else "RESULTS.md"
-    text = report.markdown(results)
-    (out / name).write_text(text)
+    (out / name).write_text(report.markdown(results))
     (out / name.replace("RESULTS", "results").replace(".md", ".json")).write_text(
         json.dumps(results, indent=1, default=str)
     )
     log("")
     log(report.targets_table(results))
     log(f"\nwritten: {out / name}")
-    return results
 
 
 def main(argv=None):
@@ -145,12 +176,18 @@ def main(argv=None):
         help="BLAS / OpenMP / torch threads for every contender alike (default: each library's own choice)",
     )
     args = parser.parse_args(argv)
-    if args.threads:
-        limit_threads(args.threads)
     plan = PLANS["quick" if args.quick else "full"]
     out = args.out or (Path("runs/speed-quick") if args.quick else HERE)
     command = "python -m benchmarks.speed " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    run(plan, out=out, data_source=args.data, sections=tuple(args.only), use_gpu=args.gpu, command=command.strip())
+    run(
+        plan,
+        out=out,
+        data_source=args.data,
+        sections=tuple(args.only),
+        use_gpu=args.gpu,
+        n_threads=args.threads,
+        command=command.strip(),
+    )
 
 
 if __name__ == "__main__":
