@@ -23,6 +23,7 @@ class Plan:
     scaling_d: tuple
     scaling_rows: int
     scaling_fit_iterations: int
+    scaling_repeats: int
     large_grid: tuple  # the map run without a K x K matrix (issue: 256 x 256)
     large_kernels: tuple
     large_steps: int
@@ -47,6 +48,7 @@ FULL = Plan(
     scaling_d=(16, 64, 256, 1024),
     scaling_rows=30_000,
     scaling_fit_iterations=5,
+    scaling_repeats=3,
     large_grid=(256, 256),
     large_kernels=("gaussian", "hard", "exponential"),
     large_steps=10,
@@ -71,6 +73,7 @@ QUICK = Plan(
     scaling_d=(16, 64),
     scaling_rows=4096,
     scaling_fit_iterations=5,
+    scaling_repeats=2,
     large_grid=(64, 64),
     large_kernels=("gaussian", "hard"),
     large_steps=3,
@@ -96,6 +99,7 @@ TINY = Plan(
     scaling_d=(4, 8),
     scaling_rows=512,
     scaling_fit_iterations=2,
+    scaling_repeats=1,
     large_grid=(16, 16),
     large_kernels=("gaussian",),
     large_steps=2,

@@ -208,7 +208,7 @@ def targets(results) -> list:
             beyond = {k: v for k, v in parts.items() if k != "distance GEMM"}
             limit = "beyond the GEMM the step spends " + ", ".join(
                 f"{k} {100 * v / anatomy['total_seconds']:.0f} %" for k, v in beyond.items()
-            ) + " (only the GEMM is multi-threaded)"
+            )
         out.append(
             (
                 f"partial_fit within {BOUND_FACTOR:g}× the distance GEMM alone (SPEC shape)",

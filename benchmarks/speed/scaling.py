@@ -24,7 +24,7 @@ def _fit(X, grid_shape, iterations):
 def _point(X, grid_shape, plan):
     """Median times and traced peak memory of one epoch of partial_fit and of fit."""
     contenders = [c.kohonen_partial_fit(X, grid_shape, plan.batch_size), _fit(X, grid_shape, plan.scaling_fit_iterations)]
-    timings = time_side_by_side(contenders, plan.repeats)
+    timings = time_side_by_side(contenders, plan.scaling_repeats)
     point = {}
     for contender in contenders:
         run = contender.prepare()
