@@ -72,8 +72,9 @@ def plot(results, path):
         for name in points[0]["results"]:
             seconds = [p["results"][name]["seconds"] for p in points]
             peaks = [p["results"][name]["peak_bytes"] / 2**20 for p in points]
-            axes[0, column].loglog(x, seconds, "o-", label=name)
-            axes[1, column].loglog(x, peaks, "o-", label=name)
+            label = "partial_fit, one epoch" if name.endswith("partial_fit") else name
+            axes[0, column].loglog(x, seconds, "o-", label=label)
+            axes[1, column].loglog(x, peaks, "o-", label=label)
         rows = points[0]["N"] if axis != "N" else None
         axes[0, column].set_title(f"growing {axis} ({fixed[axis]}" + (f", N={rows})" if rows else ")"), fontsize=9)
         axes[1, column].set_xlabel(axis)
