@@ -62,38 +62,42 @@ def squared_norms(X):
     return namespace(X).vecdot(X, X, axis=-1)
 
 
-def squared_distances(X, codebook, codebook_norms=None):
+def squared_distances(X, codebook):
     """||x_i - w_k||^2 for every sample and code, (N, K), by one GEMM."""
     xp = namespace(X, codebook)
-    if codebook_norms is None:
-        codebook_norms = squared_norms(codebook)
-    distances = _scores(X, -2 * codebook, codebook_norms, xp)
+    distances = _scores(X, _augmented(codebook, xp), xp)
     distances += xp.reshape(squared_norms(X), (-1, 1))
     return xp.clip(distances, min=0)
 
 
-def _scores(X, scaled_codebook, codebook_norms, xp):
+def _augmented(codebook, xp):
+    """[-2 W, ||w||^2], (K, D + 1): the codebook side of :func:`_scores`.
+
+    The factor -2 goes on the small codebook (exact: a power of two).
+    """
+    return xp.concat([-2 * codebook, xp.reshape(squared_norms(codebook), (-1, 1))], axis=1)
+
+
+def _scores(X, augmented_codebook, xp):
     """||w_k||^2 - 2 x_i.w_k, (N, K): the distances up to the per-row ||x_i||^2.
 
-    ``scaled_codebook`` is -2 W: the factor goes on the (K, D) codebook, not
-    on the (N, K) product (exact, a power of two), and the norms are added
-    in place, so the GEMM's output is the only N x K array.
+    X gains a column of ones against the codebook's column of norms, so the
+    one GEMM adds the norms too: its output is the only pass over N x K.
     """
-    scores = xp.matmul(X, xp.matrix_transpose(scaled_codebook))
-    scores += xp.reshape(codebook_norms, (1, -1))
-    return scores
+    ones = xp.ones((X.shape[0], 1), dtype=X.dtype, device=device_of(X))
+    return xp.matmul(xp.concat([X, ones], axis=1), xp.matrix_transpose(augmented_codebook))
 
 
-def _assign_block(X, scaled_codebook, codebook_norms, second: bool, xp) -> Assignment:
+def _assign_block(X, augmented_codebook, second: bool, xp) -> Assignment:
     # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
-    scores = _scores(X, scaled_codebook, codebook_norms, xp)
+    scores = _scores(X, augmented_codebook, xp)
     first = xp.argmin(scores, axis=1)
     # The winner's score read back: a gather, not a second pass over N x K.
     best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     squared_distance = xp.clip(best + squared_norms(X), min=0)
     runner_up = None
     if second:
-        codes = xp.reshape(xp.arange(scaled_codebook.shape[0], device=device_of(X)), (1, -1))
+        codes = xp.reshape(xp.arange(augmented_codebook.shape[0], device=device_of(X)), (1, -1))
         masked = xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
         runner_up = xp.argmin(masked, axis=1)
     return Assignment(first, squared_distance, runner_up)
@@ -107,16 +111,13 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
     """
     xp = namespace(X, codebook)
     n_samples = X.shape[0]
-    codebook_norms = squared_norms(codebook)
-    scaled_codebook = -2 * codebook
+    augmented = _augmented(codebook, xp)
     if block_rows is None:
         block_rows = max(1, BLOCK_ENTRIES // max(codebook.shape[0], 1))
     if n_samples <= block_rows:
-        return _assign_block(X, scaled_codebook, codebook_norms, second, xp)
+        return _assign_block(X, augmented, second, xp)
     parts = [
-        _assign_block(
-            X[start : min(start + block_rows, n_samples), ...], scaled_codebook, codebook_norms, second, xp
-        )
+        _assign_block(X[start : min(start + block_rows, n_samples), ...], augmented, second, xp)
         for start in range(0, n_samples, block_rows)
     ]
     return Assignment(
