@@ -111,6 +111,12 @@ def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
         "command": command or "python -m benchmarks.speed",
         "plan": plan.name,
         "repeats": plan.repeats,
+        "rounds": {
+            "streaming": plan.repeats,
+            "batch training": min(plan.repeats, 3),
+            "the torch layers": plan.layer_rounds,
+            "scaling": plan.scaling_repeats,
+        },
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": machine.describe(),
         "data": data.describe(),

@@ -31,7 +31,7 @@ def _blas():
         from threadpoolctl import threadpool_info
 
         return "; ".join(
-            f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, threads: {i.get('num_threads')})"
             for i in threadpool_info()
             if i.get("user_api") == "blas"
         )

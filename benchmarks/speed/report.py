@@ -28,6 +28,11 @@ def _share(value):
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def _rounds(results):
+    plan = results.get("rounds", {})
+    return ", ".join(f"{n} for {what}" for what, n in plan.items()) or f"{results['repeats']} each"
+
+
 def _load(values):
     return ", ".join(f"{v:.1f}" for v in values or [])
 
@@ -153,7 +158,7 @@ def layers_table(result) -> str:
     ]
     return (
         f"K = {result['K']}, D = {result['D']}, {result['vectors']:,} vectors a batch (an input needing a gradient), "
-        f"train mode, float32, on {result['device']} ({result['torch_threads']} torch threads); medians of "
+        f"train mode, float32, on {result['device']} (torch threads: {result['torch_threads']}); medians of "
         f"{result['rounds']} rounds × {result['steps']} steps, each round from the same codebook.\n\n"
         + _table(
             ["layer", "vectors/s (median)", "time a step", "faster than VectorQuantize by", "same codes as EMAVQ (first step)"],
@@ -277,10 +282,10 @@ def markdown(results) -> str:
         "",
         f"Written by `{results['command']}` ({results['plan']} plan) on {results['date']}, in {results['wall_seconds'] / 60:.1f} minutes.",
         "Every contender ran in the same process, on the same data, taking turns within each round; "
-        f"figures are medians of {results['repeats']} rounds and ratios compare medians.",
+        f"figures are medians of rounds ({_rounds(results)}) and ratios compare medians.",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['system']}, Python {machine['python']}",
-        f"- BLAS: {machine['blas']}; torch: {machine['torch_threads']} threads",
+        f"- BLAS: {machine['blas']}; torch threads: {machine['torch_threads']}",
         f"- Packages: {packages}",
         f"- Load average (1, 5, 15 min) at start {_load(load.get('start'))} and end {_load(load.get('end'))}: the machine is shared, "
         "so absolute rates move from run to run; the ratios are the result.",
@@ -307,7 +312,7 @@ def markdown(results) -> str:
         sections += [
             "",
             f"**The SPEC shape again, each library with its own thread count** (BLAS: {own['blas']}; "
-            f"torch: {own['torch_threads']} threads), right after the run above:",
+            f"torch threads: {own['torch_threads']}), right after the run above:",
             "",
             streaming_tables(results["streaming_own_threads"]),
         ]
