@@ -1,4 +1,5 @@
-# Set-up, tests and the demo from nothing: `make test`, `make demo`.
+# Set-up, tests and the demo from nothing: `make test`, `make demo`;
+# the speed comparison against the peers: `make bench` (`make bench-quick`).
 # The virtual environment is built on first use and rebuilt when
 # pyproject.toml or this file changes.
 
@@ -9,10 +10,11 @@ PY := $(VENV)/bin/python
 # Override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 export SCIPY_ARRAY_API := 1
 
-.PHONY: install test test-fast demo demo-estimators bench clean
+.PHONY: install test test-fast demo demo-estimators bench bench-quick clean
 
 install: $(STAMP)
 
@@ -37,6 +39,23 @@ demo: install
 # The estimators alone on scikit-learn's digits (seconds).
 demo-estimators: install
 	$(PY) -m sklearn_ksom
+
+# The peers (MiniSom, torchsom, vector-quantize-pytorch) come from the
+# `bench` extra, installed here and never by the library; torch stays pinned.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+# One thread per library by default: on a machine shared with other jobs a
+# thread pool waits for a core a neighbour holds (`make bench BENCH_ARGS=`
+# leaves each library its own choice).
+BENCH_ARGS ?= --threads 1
+
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.speed $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m benchmarks.speed --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
