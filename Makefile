@@ -10,7 +10,6 @@ PY := $(VENV)/bin/python
 # Override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
 
 export SCIPY_ARRAY_API := 1
 
@@ -18,11 +17,14 @@ export SCIPY_ARRAY_API := 1
 
 install: $(STAMP)
 
+# The peers of the speed benchmark (MiniSom, torchsom, vector-quantize-pytorch)
+# come from the `bench` extra, installed here (the tests run the benchmark's
+# code paths against them) and never by the library itself.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask]"
+	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask,bench]"
 	touch $(STAMP)
 
 test: install
@@ -40,21 +42,15 @@ demo: install
 demo-estimators: install
 	$(PY) -m sklearn_ksom
 
-# The peers (MiniSom, torchsom, vector-quantize-pytorch) come from the
-# `bench` extra, installed here and never by the library; torch stays pinned.
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet "$(TORCH)" -e ".[bench]"
-	touch $(BENCH_STAMP)
-
 # One thread per library by default: on a machine shared with other jobs a
 # thread pool waits for a core a neighbour holds (`make bench BENCH_ARGS=`
 # leaves each library its own choice).
 BENCH_ARGS ?= --threads 1
 
-bench: $(BENCH_STAMP)
+bench: install
 	$(PY) -m benchmarks.speed $(BENCH_ARGS)
 
-bench-quick: $(BENCH_STAMP)
+bench-quick: install
 	$(PY) -m benchmarks.speed --quick $(BENCH_ARGS)
 
 clean:
