@@ -1,4 +1,5 @@
-# Set-up, tests and the demo from nothing: `make test`, `make demo`.
+# Set-up, tests and the demo from nothing: `make test`, `make demo`;
+# the speed comparison against the peers: `make bench` (`make bench-quick`).
 # The virtual environment is built on first use and rebuilt when
 # pyproject.toml or this file changes.
 
@@ -12,15 +13,18 @@ STAMP := $(VENV)/.installed
 
 export SCIPY_ARRAY_API := 1
 
-.PHONY: install test test-fast demo demo-estimators bench clean
+.PHONY: install test test-fast demo demo-estimators bench bench-quick clean
 
 install: $(STAMP)
 
+# The peers of the speed benchmark (MiniSom, torchsom, vector-quantize-pytorch)
+# come from the `bench` extra, installed here (the tests run the benchmark's
+# code paths against them) and never by the library itself.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask]"
+	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask,bench]"
 	touch $(STAMP)
 
 test: install
@@ -37,6 +41,17 @@ demo: install
 # The estimators alone on scikit-learn's digits (seconds).
 demo-estimators: install
 	$(PY) -m sklearn_ksom
+
+# One thread per library by default: on a machine shared with other jobs a
+# thread pool waits for a core a neighbour holds (`make bench BENCH_ARGS=`
+# leaves each library its own choice).
+BENCH_ARGS ?= --threads 1
+
+bench: install
+	$(PY) -m benchmarks.speed $(BENCH_ARGS)
+
+bench-quick: install
+	$(PY) -m benchmarks.speed --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -58,29 +58,46 @@ def initial_state(codebook, initial_count: float) -> EMAState:
 
 
 def squared_norms(X):
-    xp = namespace(X)
-    return xp.sum(X * X, axis=1)
+    """||x_i||^2 of every row, (N,)."""
+    return namespace(X).vecdot(X, X, axis=-1)
 
 
-def squared_distances(X, codebook, codebook_norms=None):
+def squared_distances(X, codebook):
     """||x_i - w_k||^2 for every sample and code, (N, K), by one GEMM."""
     xp = namespace(X, codebook)
-    if codebook_norms is None:
-        codebook_norms = squared_norms(codebook)
-    cross = xp.matmul(X, xp.matrix_transpose(codebook))
-    distances = xp.reshape(squared_norms(X), (-1, 1)) - 2 * cross + xp.reshape(codebook_norms, (1, -1))
+    distances = _scores(X, _augmented(codebook, xp), xp)
+    distances += xp.reshape(squared_norms(X), (-1, 1))
     return xp.clip(distances, min=0)
 
 
-def _assign_block(X, codebook, codebook_norms, second: bool, xp) -> Assignment:
+def _augmented(codebook, xp):
+    """[-2 W, ||w||^2], (K, D + 1): the codebook side of :func:`_scores`.
+
+    The factor -2 goes on the small codebook (exact: a power of two).
+    """
+    return xp.concat([-2 * codebook, xp.reshape(squared_norms(codebook), (-1, 1))], axis=1)
+
+
+def _scores(X, augmented_codebook, xp):
+    """||w_k||^2 - 2 x_i.w_k, (N, K): the distances up to the per-row ||x_i||^2.
+
+    X gains a column of ones against the codebook's column of norms, so the
+    one GEMM adds the norms too: its output is the only pass over N x K.
+    """
+    ones = xp.ones((X.shape[0], 1), dtype=X.dtype, device=device_of(X))
+    return xp.matmul(xp.concat([X, ones], axis=1), xp.matrix_transpose(augmented_codebook))
+
+
+def _assign_block(X, augmented_codebook, second: bool, xp) -> Assignment:
     # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
-    scores = xp.reshape(codebook_norms, (1, -1)) - 2 * xp.matmul(X, xp.matrix_transpose(codebook))
+    scores = _scores(X, augmented_codebook, xp)
     first = xp.argmin(scores, axis=1)
-    best = xp.min(scores, axis=1)
+    # The winner's score read back: a gather, not a second pass over N x K.
+    best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     squared_distance = xp.clip(best + squared_norms(X), min=0)
     runner_up = None
     if second:
-        codes = xp.reshape(xp.arange(codebook.shape[0], device=device_of(X)), (1, -1))
+        codes = xp.reshape(xp.arange(augmented_codebook.shape[0], device=device_of(X)), (1, -1))
         masked = xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
         runner_up = xp.argmin(masked, axis=1)
     return Assignment(first, squared_distance, runner_up)
@@ -94,13 +111,13 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
     """
     xp = namespace(X, codebook)
     n_samples = X.shape[0]
-    codebook_norms = squared_norms(codebook)
+    augmented = _augmented(codebook, xp)
     if block_rows is None:
         block_rows = max(1, BLOCK_ENTRIES // max(codebook.shape[0], 1))
     if n_samples <= block_rows:
-        return _assign_block(X, codebook, codebook_norms, second, xp)
+        return _assign_block(X, augmented, second, xp)
     parts = [
-        _assign_block(X[start : min(start + block_rows, n_samples), ...], codebook, codebook_norms, second, xp)
+        _assign_block(X[start : min(start + block_rows, n_samples), ...], augmented, second, xp)
         for start in range(0, n_samples, block_rows)
     ]
     return Assignment(
@@ -112,10 +129,20 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
 
 def code_statistics(X, units, n_codes: int, sample_weight=None):
     """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment."""
-    xp = namespace(X, units)
-    if sample_weight is None:
-        sample_weight = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
-    return assignment_counts_and_sums(X, units, n_codes, sample_weight, xp)
+    return assignment_counts_and_sums(X, units, n_codes, sample_weight, namespace(X, units))
+
+
+def spread_statistics(neighbourhood: Neighbourhood, counts, sums, xp):
+    """The neighbourhood-spread counts colsum(E) P and sums P^T E^T Z.
+
+    Both are P^T applied to K-sized statistics, so they go through P in one
+    product, the counts as an extra column of the sums.
+    """
+    if neighbourhood.is_identity:
+        return counts, sums
+    stacked = xp.concat([sums, xp.reshape(counts, (-1, 1))], axis=1)
+    spread = neighbourhood.spread(stacked, xp)
+    return spread[:, -1], spread[:, :-1]
 
 
 def ema_update(
@@ -178,10 +205,11 @@ def ema_step(
     counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
     if reduce is not None:
         counts, sums = reduce(counts, sums)
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
     new_state = ema_update(
         state,
-        neighbourhood.spread(counts, xp),
-        neighbourhood.spread(sums, xp),
+        spread_counts,
+        spread_sums,
         decay=decay,
         epsilon=epsilon,
         update_all=update_all,
@@ -212,8 +240,7 @@ def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood):
     k-means step.
     """
     xp = namespace(codebook, counts)
-    spread_counts = neighbourhood.spread(counts, xp)
-    spread_sums = neighbourhood.spread(sums, xp)
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
     active = spread_counts > 0
     safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
     return xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)

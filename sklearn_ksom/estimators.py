@@ -8,7 +8,6 @@ neighbourhood (P = I), so it is exactly EMA-VQ.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from numbers import Integral, Real
@@ -56,13 +55,22 @@ def _keeps_state_on_error(method):
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         saved = dict(self.__dict__)
-        if "_random_state" in saved:
-            saved["_random_state"] = copy.deepcopy(saved["_random_state"])
+        rng = saved.get("_random_state")
+        # The RNG is the one attribute that can change in place, and only if
+        # this call draws from it: fit and a first partial_fit draw from
+        # check_random_state(random_state), which is the kept RNG itself only
+        # when random_state is shared (an instance, or None: NumPy's global
+        # one).  A seed's private RNG is replaced, never advanced, so its
+        # state (60 us to read) is not copied on every partial_fit.
+        shared = rng is not None and rng is (np.random.mtrand._rand if self.random_state is None else self.random_state)
+        rng_state = rng.get_state() if shared else None
         try:
             return method(self, *args, **kwargs)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if shared:
+                rng.set_state(rng_state)
             raise
 
     return guarded
@@ -100,6 +108,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     # -------------------------------------------------------- validation
 
     def _validate(self, X, *, reset: bool):
+        if not reset and self._passes_unchanged(X):
+            return X
         # scikit-learn's namespace: the input's under array_api_dispatch,
         # NumPy (the input converted) otherwise.
         xp, _ = get_namespace(X)
@@ -114,6 +124,31 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         if not reset:
             X = namespace(X).astype(X, self.cluster_centers_.dtype, copy=False)
         return X
+
+    def _passes_unchanged(self, X) -> bool:
+        """Whether ``validate_data`` would return ``X`` itself, unchanged.
+
+        Checked directly (a few microseconds) for the streaming case: a
+        finite 2-D NumPy array with the fitted dtype and number of features,
+        and no feature names to compare.  Anything else, bad input included,
+        goes through ``validate_data``, which converts it or raises its
+        usual error.
+        """
+        codebook = getattr(self, "cluster_centers_", None)
+        if (
+            type(X) is not np.ndarray
+            or type(codebook) is not np.ndarray
+            or X.ndim != 2
+            or X.dtype != codebook.dtype
+            or X.shape[0] < 1
+            or X.shape[1] != self.n_features_in_
+            or hasattr(self, "feature_names_in_")
+        ):
+            return False
+        # scikit-learn's own first test: the sum of finite values is finite
+        # (an overflow falls back to its element-wise check).
+        with np.errstate(over="ignore", invalid="ignore"):
+            return bool(np.isfinite(np.sum(X)))
 
     def _initial_codebook(self, X, rng, sample_weight):
         if isinstance(self.init, str):
@@ -189,6 +224,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return self._set_fitted(state, assignment.first, inertia, n_updates, rng)
 
     def _set_fitted(self, state, labels, inertia, n_updates, rng):
+        # fit's last neighbourhood is not partial_fit's next: let it go.
+        self.__dict__.pop("_last_neighbourhood", None)
         self._store(state)
         self.labels_ = labels
         self.inertia_ = inertia
@@ -237,7 +274,6 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return state
 
     @_keeps_state_on_error
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """One EMA (KSOM) step on the batch ``X``.
 
@@ -247,10 +283,22 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         unset).  ``labels_`` and ``inertia_`` describe this batch's
         assignment, made before the update.
         """
-        first_call = not hasattr(self, "cluster_centers_")
+        if not hasattr(self, "cluster_centers_"):
+            return self._first_partial_fit(X, sample_weight)
+        # Later calls skip scikit-learn's fit context: on a fitted estimator
+        # it would only skip the parameter validation again, at a cost of
+        # 3 % of a training step.
+        return self._partial_fit(X, sample_weight, first_call=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _first_partial_fit(self, X, sample_weight):
+        return self._partial_fit(X, sample_weight, first_call=True)
+
+    def _partial_fit(self, X, sample_weight, *, first_call):
         X = self._validate(X, reset=first_call)
         xp = namespace(X)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if sample_weight is not None or first_call:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if first_call:
             self._check_params(X)
             self._random_state = check_random_state(self.random_state)
@@ -274,7 +322,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         )
         self._store(state)
         self.labels_ = assignment.first
-        self.inertia_ = float(xp.sum(assignment.squared_distance * sample_weight))
+        error = assignment.squared_distance
+        self.inertia_ = float(xp.sum(error if sample_weight is None else error * sample_weight))
         self.n_steps_ = step + 1
         self.n_iter_ = getattr(self, "n_iter_", 0) if not first_call else 0
         return self
@@ -618,7 +667,22 @@ class KohonenQuantizer(_BaseQuantizer):
     def _neighbourhood_at(self, step, n_steps, xp, dtype, device):
         start, end = self._widths()
         width = width_at(self.schedule, step, n_steps, start, end, self.shrink)
-        return neighbourhood(self.grid_, self.neighbourhood, width, xp=xp, dtype=dtype, device=device)
+        # Once the schedule has reached its end width (a long stream), P
+        # stays the same: keep the last one rather than rebuild it every
+        # step (a dense K x K kernel costs K^2 exponentials).
+        key = (self.grid_, self.neighbourhood, width, xp, dtype, device)
+        memo = getattr(self, "_last_neighbourhood", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        P = neighbourhood(self.grid_, self.neighbourhood, width, xp=xp, dtype=dtype, device=device)
+        self._last_neighbourhood = (key, P)
+        return P
+
+    def __getstate__(self):
+        # The memo holds a namespace module and is rebuilt on demand.
+        state = super().__getstate__()
+        state.pop("_last_neighbourhood", None)
+        return state
 
     def project(self, X):
         """Grid index of each sample's nearest code, shape (n_samples, n_axes).

@@ -74,6 +74,7 @@ def test_module_entry_point_runs_the_command():
         (["train", "--out", "x", "--neighbourhood", "round"], "invalid choice: 'round'"),
         (["train", "--steps", "3"], "the following arguments are required: --out"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "--out", "x", "--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_parser_errors_name_the_bad_option(argv, message, capsys):

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from sklearn_ksom.topology import NEIGHBOURHOODS, SCHEDULES
 
 from . import data as data_module
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="run folder")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint (only --steps and bookkeeping may change)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads of torch (default: torch's choice, usually one per core)")
     _add_train_options(train)
 
     evaluate = commands.add_parser("evaluate", help="validation figures of a checkpoint, as JSON")
@@ -124,12 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder (default: runs/demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps of each model")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="CPU threads of torch (default: 1; this small model gains little from more, and "
+                           "several threads slow down badly when other jobs share the cores)")
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            parser.error(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     try:
         if args.command == "train":
             return _train(args)
@@ -145,7 +157,7 @@ def main(argv=None) -> int:
 def _train(args) -> int:
     from .train import train
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "threads")}
     if "grid" in options:
         options["grid"] = tuple(options["grid"])
     if args.resume:

@@ -148,7 +148,7 @@ def write_report(out: Path, run_dirs, names, seconds: float) -> Path:
         f"Data: {config.data} ({DATA_DESCRIPTIONS.get(config.data, 'see --data')}), "
         f"{config.steps} steps, batch {config.batch_size}, h={config.hidden}, D={config.dim}, "
         f"K={ksom['n_codes']} on a {'x'.join(map(str, config.grid))} grid, seed {config.seed}. "
-        f"Total wall time {seconds / 60:.1f} min.",
+        f"Total wall time {seconds / 60:.1f} min with {torch.get_num_threads()} torch thread(s).",
         "",
         "| bottleneck | best val MSE | last val MSE | val perplexity | utilisation | topographic error "
         "| grid smoothness | s / step |",
