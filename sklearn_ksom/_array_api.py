@@ -42,6 +42,17 @@ def to_numpy(array):
     return np.asarray(array)
 
 
+def on_accelerator(array) -> bool:
+    """Whether ``array`` lives in a GPU's (or other accelerator's) memory."""
+    if type(array) is np.ndarray:
+        return False
+    if array_api_compat.is_cupy_array(array):
+        return True
+    if array_api_compat.is_torch_array(array):
+        return array.device.type != "cpu"
+    return "cpu" not in str(device_of(array)).lower()
+
+
 def is_numpy(xp) -> bool:
     return array_api_compat.is_numpy_namespace(xp)
 

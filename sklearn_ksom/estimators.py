@@ -30,8 +30,8 @@ from ._array_api import device_of, is_dask_array, move_to, namespace
 from .core import (
     EMAState,
     assign,
+    assignment_statistics,
     batch_som_update,
-    batch_statistics,
     ema_step,
     initial_state,
     squared_distances,
@@ -203,11 +203,16 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         n_samples = X.shape[0]
 
         if self.algorithm == "batch":
-            state, _ = self._batch_iterations(
-                codebook,
-                functools.partial(batch_statistics, X, sample_weight=sample_weight),
-                float(xp.sum(sample_weight)),
-            )
+            assignments = []
+
+            def statistics(codebook):
+                # The last call is on the final codebook: its assignment
+                # gives labels_, with no extra pass over the data.
+                assignments.append(assign(X, codebook))
+                return assignment_statistics(X, assignments[-1], codebook.shape[0], sample_weight)
+
+            state, error = self._batch_iterations(codebook, statistics, float(xp.sum(sample_weight)))
+            labels = assignments[-1].first
             n_updates = self.max_iter
         else:
             batches_per_epoch = math.ceil(n_samples / self.batch_size)
@@ -218,10 +223,11 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
                 state = self._ema_steps(state, X, sample_weight, order, step, n_steps)
                 step += batches_per_epoch
             n_updates = step
+            assignment = assign(X, state.codebook)
+            labels = assignment.first
+            error = xp.sum(assignment.squared_distance * sample_weight)
 
-        assignment = assign(X, state.codebook)
-        inertia = float(xp.sum(assignment.squared_distance * sample_weight))
-        return self._set_fitted(state, assignment.first, inertia, n_updates, rng)
+        return self._set_fitted(state, labels, float(error), n_updates, rng)
 
     def _set_fitted(self, state, labels, inertia, n_updates, rng):
         # fit's last neighbourhood is not partial_fit's next: let it go.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
-from sklearn_ksom._array_api import to_numpy
+from sklearn_ksom._array_api import on_accelerator, to_numpy
 from sklearn_ksom.core import assign, spread_statistics, squared_distances
 from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood
 
@@ -33,6 +33,14 @@ def test_assign_finds_the_nearest_and_second_nearest_code(xp, block_rows):
     np.testing.assert_array_equal(to_numpy(result.first), order[:, 0])
     np.testing.assert_array_equal(to_numpy(result.second), order[:, 1])
     np.testing.assert_allclose(to_numpy(result.squared_distance), distances.min(axis=1), rtol=1e-10, atol=1e-10)
+
+
+def test_default_blocks_on_the_host_give_the_whole_assignment(xp):
+    # 4096 codes: host blocks of MIN_BLOCK_ROWS rows, so 700 rows take three.
+    X, codebook = _data(n=700, k=4096, d=2, seed=1)
+    assert on_accelerator(to_xp(xp, X)) is False
+    result = assign(to_xp(xp, X), to_xp(xp, codebook))
+    np.testing.assert_array_equal(to_numpy(result.first), _brute_force(X, codebook).argmin(axis=1))
 
 
 def test_squared_distances_match_the_definition(xp):
