@@ -37,6 +37,7 @@ def main():
     print(f"EMAVQ time / plain-torch floor time:          {result['ema_over_floor']:.3f}")
     print(f"KohonenVQ time / EMAVQ time:                  {result['kohonen_over_ema']:.3f} (target <= 1.05)")
     print(f"KohonenVQ's own work (P(t), its spread) / EMAVQ step time: {result['kohonen_own_share']:.4f}")
+    print(f"a second EMAVQ / EMAVQ (identical work: the timing noise): {result['twin_over_ema']:.3f}")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,13 @@ def layers_table(result) -> str:
             rows,
         )
         + f"\n\nEMAVQ's step takes {result['ema_over_floor']:.2f}× the plain-torch floor's; what KohonenVQ adds "
-        f"(P(t) and its spread, timed alone) is {100 * result['kohonen_own_share']:.1f} % of an EMAVQ step."
+        f"(P(t) and its spread, timed alone) is {100 * result['kohonen_own_share']:.1f} % of an EMAVQ step"
+        + (
+            f"; a second EMAVQ, doing identical work, timed {result['twin_over_ema']:.3f}× the first: the "
+            "timing noise of such a ratio here."
+            if "twin_over_ema" in result
+            else "."
+        )
     )
 
 
@@ -247,8 +253,8 @@ def targets(results) -> list:
                 ladder = batch["ladders"][row["setting"]]
                 if row["our_max_iter"]:
                     limit = (
-                        f"each batch iteration is a pass over all {batch['n_samples']:,} vectors, and fit needs "
-                        f"{row['our_max_iter']} of them to match the error of MiniSom's single online pass"
+                        f"each iteration (or epoch) is a pass over all {batch['n_samples']:,} vectors, and fit "
+                        f"needs {row['our_max_iter']} of them to match the error of MiniSom's single online pass"
                     )
                 else:
                     # More iterations would not help: the error has levelled off.
@@ -339,8 +345,9 @@ def markdown(results) -> str:
             "",
             f"{b['n_samples']:,} × {b['n_features']}, map {b['grid'][0]}×{b['grid'][1]}.  Each peer trains with its "
             "defaults (MiniSom: sigma 1, learning rate 0.5, PCA start; torchsom: its defaults with batch 1024); "
-            "`KohonenQuantizer.fit` (default batch algorithm, PCA start), with its defaults and with its end "
-            "width set to MiniSom's (1/3), is then timed at the smallest `max_iter` whose quantisation error "
+            "`KohonenQuantizer.fit` (PCA start) with its defaults (batch algorithm), with its end width set "
+            "to MiniSom's (1/3), and as mini-batch EMA epochs with that end width (batch 256, decay 0.95; "
+            "max_iter counts epochs), is then timed at the smallest `max_iter` whose quantisation error "
             "(QE: mean distance to the best code, MiniSom's definition) is at most the peer's.  "
             "TE = topographic error.",
             "",
