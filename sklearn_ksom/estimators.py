@@ -203,16 +203,16 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         n_samples = X.shape[0]
 
         if self.algorithm == "batch":
-            assignments = []
+            latest = [None]
 
             def statistics(codebook):
                 # The last call is on the final codebook: its assignment
                 # gives labels_, with no extra pass over the data.
-                assignments.append(assign(X, codebook))
-                return assignment_statistics(X, assignments[-1], codebook.shape[0], sample_weight)
+                latest[0] = assign(X, codebook)
+                return assignment_statistics(X, latest[0], codebook.shape[0], sample_weight)
 
             state, error = self._batch_iterations(codebook, statistics, float(xp.sum(sample_weight)))
-            labels = assignments[-1].first
+            labels = latest[0].first
             n_updates = self.max_iter
         else:
             batches_per_epoch = math.ceil(n_samples / self.batch_size)
