@@ -44,7 +44,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 # Options a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("steps", "device", "progress", "log_every", "val_every", "checkpoint_every")
+RESUMABLE_CHANGES = ("steps", "device", "progress", "log_every", "val_every", "val_dense_every",
+                     "val_dense_until", "checkpoint_every")
 
 
 @dataclass
@@ -90,6 +91,10 @@ class TrainConfig:
     # bookkeeping
     log_every: int = 10
     val_every: int = 100
+    # Optional denser validation early on (every val_dense_every steps up to
+    # step val_dense_until), where the curves move fastest.
+    val_dense_every: int | None = None
+    val_dense_until: int = 0
     val_images: int = 2048
     checkpoint_every: int = 500
     progress: bool = True
@@ -102,6 +107,10 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.val_dense_every is not None and self.val_dense_every < 1:
+            problems.append(f"val_dense_every must be at least 1, got {self.val_dense_every}")
+        if self.val_dense_until < 0:
+            problems.append(f"val_dense_until must be >= 0, got {self.val_dense_until}")
         if self.n_residual < 0:
             problems.append(f"n_residual must be >= 0, got {self.n_residual}")
         if self.quantizer not in QUANTIZERS:
@@ -378,8 +387,14 @@ class Run:
         indices = data_module.shard(indices, self.processes.rank, self.processes.world_size)
         return self.images.standardise(self.images.train[indices], self.device)
 
+    def _validates(self, step: int) -> bool:
+        config = self.config
+        dense = (config.val_dense_every is not None and step <= config.val_dense_until
+                 and step % config.val_dense_every == 0)
+        return dense or step % config.val_every == 0
+
     def _on_schedule(self, step: int) -> bool:
-        return step % self.config.log_every == 0 or step % self.config.val_every == 0
+        return step % self.config.log_every == 0 or self._validates(step)
 
     def _log_line(self, out, *, on_schedule: bool) -> dict:
         n = self.pending["n"]
@@ -422,7 +437,7 @@ class Run:
                 on_schedule = self._on_schedule(self.step)
                 if on_schedule or last:
                     line = self._log_line(out, on_schedule=on_schedule)
-                    if self.processes.is_main and (self.step % config.val_every == 0 or last):
+                    if self.processes.is_main and (self._validates(self.step) or last):
                         line.update(evaluate(self.model, self.images, self.grid, self.device,
                                              max_images=config.val_images))
                     if self.processes.is_main:

@@ -73,7 +73,18 @@ SIZES = {
     "default": dict(
         seeds=3,
         config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=1500,
-                    val_every=100, log_every=20, val_images=1024, checkpoint_every=500),
+                    val_every=100, val_dense_every=25, val_dense_until=1500, log_every=25,
+                    val_images=1024, checkpoint_every=500),
+        timing_steps=150,
+    ),
+    # Claim 3 over a longer horizon (issue 11): the two N0 = 1, update-all
+    # cells, 20 000 steps, dense validation in the first 2 000 steps.
+    "long": dict(
+        seeds=3,
+        cells=("ema-n1-all", "ksom-n1-all"),
+        config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=20000,
+                    val_every=250, val_dense_every=25, val_dense_until=2000, log_every=50,
+                    val_images=2048, checkpoint_every=500),
         timing_steps=150,
     ),
     "quick": dict(
@@ -329,12 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/paper"), help="folder of the runs")
     parser.add_argument("--size", choices=SIZES, default="default",
-                        help="default (2-core CPU, ~1 h), quick (1 seed, minutes), full (the paper's, a GPU)")
+                        help="default (2-core CPU, ~1 h), long (claim 3 at 20 000 steps, ~1 h), "
+                             "quick (1 seed, minutes), full (the paper's, a GPU)")
     parser.add_argument("--data", default="fashion-mnist",
                         choices=("fashion-mnist", "mnist", "patches", "cifar10", "digits"))
     parser.add_argument("--data-dir", default=None, help="folder of the data files (needed for cifar10)")
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS, metavar="CELL",
-                        help=f"settings to run (default: all of {', '.join(CELLS)})")
+    parser.add_argument("--cells", nargs="+", default=None, choices=CELLS, metavar="CELL",
+                        help=f"settings to run (default: the size's cells, else all of {', '.join(CELLS)})")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the size's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the size's)")
     parser.add_argument("--val-every", type=int, default=None, help="steps between validations (default: the size's)")
@@ -351,6 +363,8 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     seeds = args.seeds or SIZES[args.size]["seeds"]
+    if args.cells is None:
+        args.cells = list(SIZES[args.size].get("cells", CELLS))
     data_dir = ensure_data(args.data, args.data_dir, cache=args.out.parent / "data")
     runs = plan(args.out, args.size, data=args.data, data_dir=data_dir, cells=args.cells, seeds=seeds,
                 device=args.device, steps=args.steps, val_every=args.val_every)
