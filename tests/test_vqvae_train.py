@@ -149,3 +149,21 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, changes, message
     with pytest.raises(ValueError, match=message):
         train(tmp_path, tiny_config(**changes))
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_dense_early_validation_adds_validations_up_to_its_last_step_and_survives_resume(tmp_path):
+    config = tiny_config(steps=12, log_every=6, val_every=6, val_dense_every=2, val_dense_until=5)
+    straight = train(tmp_path / "straight", config)
+    validated = [line["step"] for line in read_metrics(tmp_path / "straight") if "val_mse" in line]
+    assert validated == [2, 4, 6, 12]
+    train(tmp_path / "resumed", TrainConfig(**{**config.to_dict(), "steps": 3}))
+    train(tmp_path / "resumed", resume=True, steps=12)
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(tmp_path / "resumed"))
+    assert straight.step == 12
+
+
+@pytest.mark.parametrize("changes, message", [({"val_dense_every": 0}, "val_dense_every must be at least 1"),
+                                              ({"val_dense_until": -1}, "val_dense_until must be >= 0")])
+def test_bad_dense_validation_options_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**changes)
