@@ -21,11 +21,19 @@ def _namespaces():
     import torch
     from array_api_compat import array_namespace
 
-    return {
+    namespaces = {
         "numpy": np,
         "array_api_strict": array_api_strict,
         "torch": array_namespace(torch.zeros(1)),
     }
+    try:  # on a GPU machine (benchmarks/gpu_check.sh) every xp test runs on CuPy too
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            namespaces["cupy"] = array_namespace(cupy.zeros(1))
+    except Exception:  # not installed, or no driver
+        pass
+    return namespaces
 
 
 NAMESPACES = _namespaces()
@@ -33,7 +41,7 @@ NAMESPACES = _namespaces()
 
 @pytest.fixture(params=list(NAMESPACES))
 def xp(request):
-    """An array namespace: NumPy, array_api_strict or torch (CPU)."""
+    """An array namespace: NumPy, array_api_strict, torch (CPU), and CuPy where it runs."""
     return NAMESPACES[request.param]
 
 
