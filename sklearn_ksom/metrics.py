@@ -51,9 +51,11 @@ def _float(xp):
     return xp.float64 if info is None or "float64" in info().dtypes() else xp.float32
 
 
-def usage(labels, n_codes: int):
-    """How often each code is used by ``labels``, shape (K,), float."""
-    return count_labels(labels, n_codes, namespace(labels), dtype=_float(namespace(labels)))
+def usage(labels, n_codes: int, *, dtype=None):
+    """How often each code is used by ``labels``, shape (K,), float (of
+    ``dtype``, by default float64 where the namespace has it)."""
+    xp = namespace(labels)
+    return count_labels(labels, n_codes, xp, dtype=_float(xp) if dtype is None else dtype)
 
 
 def usage_perplexity(counts):
