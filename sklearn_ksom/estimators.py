@@ -456,7 +456,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
 _EMA_PARAMETERS_DOC = """
     decay : float, default=0.99
-        EMA decay gamma of the counts and sums (SPEC section 1).
+        EMA decay gamma of the counts and sums (docs/design.md section 2).
     epsilon : float, default=1e-5
         Laplace smoothing constant of the counts.
     initial_count : float, default=1.0

@@ -124,7 +124,7 @@ def usage_utilisation(counts):
 
 
 def perplexity(labels, n_codes: int) -> float:
-    """exp(-sum p log p) of the code-usage frequencies p (SPEC section 2).
+    """exp(-sum p log p) of the code-usage frequencies p (docs/design.md section 8).
 
     Ranges from 1 (one code used) to K (all used equally).
     """

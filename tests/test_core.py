@@ -1,4 +1,4 @@
-"""The core engine against SPEC section 1, written out independently here."""
+"""The core engine against docs/design.md section 2, written out independently here."""
 
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ def data_and_codebook(max_samples=30, max_codes=12, max_features=5):
 
 
 # ------------------------------------------------------------- reference
-# SPEC section 1 spelled out with explicit one-hot and neighbourhood
+# docs/design.md section 2 spelled out with explicit one-hot and neighbourhood
 # matrices, the forms the core avoids building.
 
 
@@ -174,7 +174,7 @@ def test_active_only_update_leaves_unassigned_codes_untouched():
 
 
 def test_zero_initial_count_kills_unassigned_codes_under_update_all():
-    """SPEC section 1: with N0 = 0 an unused code ends with N_k ~ eps and blows up."""
+    """docs/design.md section 2: with N0 = 0 an unused code ends with N_k ~ eps and blows up."""
     W = np.array([[0.0, 0.0], [3.0, 3.0]])
     X = np.zeros((4, 2)) + 0.1
     new, _, _ = core.ema_step(core.initial_state(W, 0.0), X, neighbourhood_operator(Grid((2,)), "none", 1.0), decay=0.99, epsilon=1e-5)

@@ -69,7 +69,7 @@ def test_gaussian_and_hard_factorise_on_rectangular_grids_of_at_most_two_axes():
 
 
 def test_paper_hard_neighbourhood():
-    """SPEC: P = 1[d < 1.5] / (1 + tau t) off the diagonal, diagonal 1."""
+    """docs/design.md section 4: P = 1[d < 1.5] / (1 + tau t) off the diagonal, diagonal 1."""
     grid, tau, t = Grid((5, 5)), 0.1, 7
     width = width_at("inverse", t, None, 1.0, None, tau)
     P = dense_matrix(grid, "hard", width)
@@ -82,7 +82,7 @@ def test_paper_hard_neighbourhood():
 
 
 def test_paper_gaussian_neighbourhood():
-    """SPEC: P = exp(-d (1 + tau t) / b), d not squared, b = 10."""
+    """docs/design.md section 4: P = exp(-d (1 + tau t) / b), d not squared, b = 10."""
     grid, tau, t, b = Grid((4, 8)), 0.1, 25, 10.0
     width = width_at("inverse", t, None, b, None, tau)
     np.testing.assert_allclose(dense_matrix(grid, "exponential", width), np.exp(-grid.distances() * (1 + tau * t) / b))

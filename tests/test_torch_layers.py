@@ -1,4 +1,4 @@
-"""The torch VQ layers: SPEC section 1 step for step, gradients, precision, errors, conversions."""
+"""The torch VQ layers: docs/design.md sections 2-4 step for step, gradients, precision, errors, conversions."""
 
 import io
 
@@ -9,9 +9,9 @@ import torch
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from torch_adapter import EMAVQ, KohonenVQ, VQOutput
 
-# ------------------------------------------------------------- SPEC section 1
+# ----------------------------------------------- docs/design.md sections 2-4
 #
-# The reference below is SPEC section 1 written literally in NumPy: direct
+# The reference below is docs/design.md sections 2-4 written literally in NumPy: direct
 # distances, a one-hot E, a dense K x K matrix P(t) from the grid distances,
 # E~ = E P.  The layer computes the same through the shared core (GEMM
 # distances, scatter-adds, separable P on K-sized statistics).

@@ -3,7 +3,7 @@
 Trains the two bottlenecks with the same model, data, seed and steps, draws
 every picture of :mod:`torch_adapter.pictures` and writes ``report.md``
 with the figures side by side.  Sized for a few minutes on two CPU cores
-(SPEC section 2: about 0.12 s a step at h=64, batch 128).
+(docs/design.md section 10: about 0.12 s a step at h=64, batch 128).
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def batch_to_error(data, plan, log=print) -> dict:
 
 
 def step_anatomy(data, plan, log=print) -> dict:
-    """Time of each part of a ``partial_fit`` step at the SPEC shape, per epoch.
+    """Time of each part of a ``partial_fit`` step at the reference shape, per epoch.
 
     The parts are the core's own functions called on the epoch's batches
     with the trained model's state, side by side with the whole
