@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
+from operator import itemgetter
 from numbers import Integral
 
 import numpy as np
@@ -106,19 +108,21 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
     def _remember_params(self):
         """Note the parameter objects the settings were built from."""
-        self._settings_params = {name: getattr(self, name) for name in self._get_param_names()}
+        names = tuple(self._get_param_names())
+        self._settings_params = (itemgetter(*names), names, itemgetter(*names)(self.__dict__))
 
     def _follow_params(self):
         """Settings for a later ``partial_fit``: the kept ones while no
-        parameter has been reassigned (an identity test per parameter, a
-        microsecond), else the new parameters validated and applied.
+        parameter has been reassigned (one identity test per parameter, a
+        microsecond in all), else the new parameters validated and applied.
 
         Parameters that place the codes cannot change under a codebook:
         that raises a ValueError naming them, and nothing changes.
         """
-        seen = self._settings_params
-        if all(getattr(self, name) is value for name, value in seen.items()):
+        read, names, values = self._settings_params
+        if all(map(operator.is_, read(self.__dict__), values)):
             return
+        seen = dict(zip(names, values))
         self._validate_params()  # a ValueError naming the parameter
         fitted = self.neighbourhood_schedule_
         schedule, ema = self._settings_from_params()
