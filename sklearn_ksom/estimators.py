@@ -493,7 +493,9 @@ class EMAQuantizer(_BaseQuantizer):
         How ``fit`` trains: mini-batch EMA epochs, or full-batch Lloyd
         iterations.  ``partial_fit`` always takes one EMA step.
     max_iter : int, default=20
-        Epochs ('ema') or iterations ('batch') of ``fit``.
+        Epochs ('ema') or iterations ('batch') of ``fit``; 0 takes the
+        ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
+        statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
         Mini-batch size of ``fit`` with ``algorithm='ema'``.
     {_EMA_PARAMETERS_DOC}
@@ -515,6 +517,9 @@ class EMAQuantizer(_BaseQuantizer):
         Epochs or iterations run by ``fit``.
     n_steps_ : int
         Codebook updates made so far.
+    neighbourhood_schedule_ : NeighbourhoodSchedule
+        The settings of the updates (here P = I at every step), shared with
+        :class:`torch_adapter.EMAVQ`.
 
     Examples
     --------
@@ -612,7 +617,8 @@ class KohonenQuantizer(_BaseQuantizer):
         The paper's shrink speed tau of the 'inverse' schedule.
     schedule_steps : int, default=None
         Steps over which the 'exponential' and 'linear' schedules run:
-        the whole run in ``fit``, 1000 steps for ``partial_fit``.
+        the whole run in ``fit`` (a later ``partial_fit`` continues from
+        where the fit ended), 1000 steps for ``partial_fit`` from scratch.
     init : {{'pca', 'random', 'sample', 'k-means++'}} or array of shape (K, D), default='pca'
         Starting codebook; 'pca' lays the grid on the plane of the first
         principal components.
@@ -621,7 +627,9 @@ class KohonenQuantizer(_BaseQuantizer):
         iteration, or mini-batch EMA epochs.  ``partial_fit`` always takes
         one EMA step.
     max_iter : int, default=20
-        Iterations ('batch') or epochs ('ema') of ``fit``.
+        Iterations ('batch') or epochs ('ema') of ``fit``; 0 takes the
+        ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
+        statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
         Mini-batch size of ``fit`` with ``algorithm='ema'``.
     {_EMA_PARAMETERS_DOC}
@@ -641,6 +649,9 @@ class KohonenQuantizer(_BaseQuantizer):
         Sum of squared distances of the training samples to their codes.
     n_iter_, n_steps_ : int
         Iterations or epochs of ``fit``; codebook updates so far.
+    neighbourhood_schedule_ : NeighbourhoodSchedule
+        Grid, kernel, widths and schedule of the updates: P(t) at update
+        step t is ``neighbourhood_schedule_.at(t)``.
 
     Examples
     --------
