@@ -177,3 +177,40 @@ def test_weights_are_built_on_the_statistics_device(xp):
     spread = P.spread(stats, xp=xp)
     assert type(spread) is type(stats)
     np.testing.assert_allclose(to_numpy(spread), dense_matrix(Grid((3, 3), hexagonal=True), "gaussian", 1.0).T @ np.ones((9, 2)))
+
+
+# ------------------------------------------------ a codebook from MiniSom
+
+
+def minisom_codes_in_our_order(weights, hexagonal):
+    """MiniSom's (x, y, D) weights as our (K, D) codebook: the recipe of
+    docs/design.md section 6 (hexagonal maps: transpose, then flip the rows)."""
+    if hexagonal:
+        weights = weights.transpose(1, 0, 2)[::-1]
+    return weights.reshape(-1, weights.shape[-1])
+
+
+@pytest.mark.parametrize("hexagonal", [False, True])
+@pytest.mark.parametrize("shape", [(4, 6), (5, 3), (6, 6), (3, 4)])
+def test_a_minisom_map_lands_on_our_grid_with_the_same_geometry(shape, hexagonal):
+    minisom = pytest.importorskip("minisom")
+    x, y = shape
+    som = minisom.MiniSom(x, y, 3, topology="hexagonal" if hexagonal else "rectangular", random_seed=0)
+    xx, yy = som.get_euclidean_coordinates()
+    positions = np.stack([xx, yy], axis=-1)  # MiniSom's code (i, j) at [i, j]
+    grid = Grid((y, x), hexagonal=True) if hexagonal else Grid((x, y))
+    ours = minisom_codes_in_our_order(positions, hexagonal)  # their positions in our code order
+    their_distances = np.linalg.norm(ours[:, None] - ours[None], axis=-1)
+    np.testing.assert_allclose(grid.distances(), their_distances, atol=1e-12)
+    # And the same winners: MiniSom's winner (i, j) is our code of that position.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    from sklearn_ksom import KohonenQuantizer
+
+    codebook = minisom_codes_in_our_order(som.get_weights(), hexagonal)
+    model = KohonenQuantizer(grid.shape, hexagonal=hexagonal, init=codebook, max_iter=0).fit(X)
+    index = np.arange(x * y).reshape(x, y, 1)
+    ours_of_theirs = minisom_codes_in_our_order(index, hexagonal)[:, 0]
+    position_of = np.argsort(ours_of_theirs)  # MiniSom's flat index i * y + j -> our code
+    theirs = np.array([position_of[i * y + j] for i, j in (som.winner(row) for row in X)])
+    np.testing.assert_array_equal(model.labels_, theirs)
