@@ -250,7 +250,8 @@ def fit(
         )
         _, _, error = statistics(state.codebook)
     else:
-        schedule = schedule.over(max_iter)
+        # No iteration: a later partial_fit runs the schedule of a stream.
+        schedule = schedule.over(max_iter) if max_iter else schedule
         codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter)
         state = resting_state(codebook, counts, batch_size=batch_size, total_weight=total, initial_count=ema.initial_count)
         n_steps = max_iter

@@ -206,7 +206,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         ``max_iter=0`` trains nothing: the codebook is ``init`` (an array,
         e.g. one trained elsewhere, or any initialiser), with EMA statistics
         consistent with it and ``labels_``, ``inertia_`` from one assignment
-        pass, so ``partial_fit`` can continue from it.
+        pass, so ``partial_fit`` can continue from it, with the schedule of
+        a stream (from ``sigma`` over ``schedule_steps`` steps, 1000 if
+        unset).
 
         ``X`` may be a Dask array: the statistics of every iteration are
         then computed on the workers, chunk by chunk, and only K-sized sums
@@ -251,7 +253,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             assignment = assign(X, codebook)
             return (*assignment_statistics(X, assignment, codebook.shape[0], sample_weight), assignment.first)
 
-        schedule = schedule.over(self.max_iter)
+        schedule = schedule.over(self.max_iter) if self.max_iter else schedule
         codebook, (counts, _, error, labels) = batch_som(statistics, codebook, schedule, self.max_iter)
         state = resting_state(
             codebook, counts, batch_size=self.batch_size, total_weight=float(xp.sum(sample_weight)),

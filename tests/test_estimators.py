@@ -162,8 +162,41 @@ def test_fit_with_no_iteration_starts_from_any_initialiser(blobs):
     som = KohonenQuantizer((3, 3), init="pca", max_iter=0).fit(blobs)
     np.testing.assert_allclose(som.cluster_centers_, pca_codes(blobs, 9, None, None, Grid((3, 3))))
     assert som.labels_.shape == (600,) and som.n_steps_ == 0
+    # No run to continue: a later partial_fit streams from sigma over 1000 steps.
+    assert som.neighbourhood_schedule_.length == 1000
     som.partial_fit(blobs[:100])
     assert som.n_steps_ == 1 and np.isfinite(som.cluster_centers_).all()
+
+
+def test_a_state_from_elsewhere_continues_at_its_step(blobs):
+    trained = KohonenQuantizer((3, 3), neighbourhood="hard", schedule="inverse", random_state=0).partial_fit(blobs[:300])
+    state = core.EMAState(trained.cluster_centers_, trained.counts_, trained.sums_)
+    params = dict(grid_shape=(3, 3), neighbourhood="hard", schedule="inverse")
+    model = KohonenQuantizer.from_state(*state, n_steps=7, **params)
+    assert not np.shares_memory(model.cluster_centers_, trained.cluster_centers_)
+    model.partial_fit(blobs[300:400])
+    P = neighbourhood_operator(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * 7))
+    expected = core.ema_step(state, blobs[300:400], P, decay=0.99, epsilon=1e-5).state
+    np.testing.assert_allclose(model.cluster_centers_, expected.codebook, rtol=1e-12)
+    assert model.n_steps_ == 8
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(codebook=np.zeros((8, 4))), "n_codes=9"),
+        (dict(counts=np.ones(8)), r"counts and sums must have shapes \(9,\)"),
+        (dict(counts=np.full(9, np.nan)), "must be finite"),
+        (dict(counts=-np.ones(9)), "counts must be >= 0"),
+        (dict(n_steps=-1), "n_steps must be an int >= 0"),
+        (dict(decay=2.0), "'decay' parameter"),
+    ],
+)
+def test_a_bad_state_from_elsewhere_is_refused(change, message):
+    arguments = dict(codebook=np.zeros((9, 4)), counts=np.ones(9), sums=np.zeros((9, 4)), n_steps=0, grid_shape=(3, 3))
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        KohonenQuantizer.from_state(**arguments)
 
 
 def test_fit_restarts_from_scratch(blobs):
