@@ -59,8 +59,9 @@ def is_numpy(xp) -> bool:
     return array_api_compat.is_numpy_namespace(xp)
 
 
-def count_labels(labels, n_codes, xp, weights=None, dtype=None):
+def count_labels(labels, n_codes, weights=None, *, dtype=None, xp=None):
     """Histogram of ``labels`` over 0..n_codes-1 (weighted), shape (K,)."""
+    xp = namespace(labels) if xp is None else xp
     if dtype is None:
         dtype = weights.dtype if weights is not None else xp.float64
     if is_numpy(xp):
@@ -80,12 +81,13 @@ def count_labels(labels, n_codes, xp, weights=None, dtype=None):
     return total
 
 
-def scatter_add_rows(X, units, n_codes, weights, xp):
+def scatter_add_rows(X, units, n_codes, weights=None, *, xp=None):
     """Sum of the (weighted) rows of ``X`` falling in each of ``n_codes``
     bins, shape (K, D): E^T (w Z), the fastest way each backend has.
 
     ``weights=None`` means all ones, without forming the N x D ``w * X``.
     """
+    xp = namespace(X, units) if xp is None else xp
     if is_numpy(xp):
         # A sparse K x N indicator times X is a C loop over N rows: ~5x
         # faster than np.add.at or a one-hot GEMM for K in the hundreds.

@@ -205,8 +205,8 @@ def code_statistics(X, units, n_codes: int, sample_weight=None, *, xp=None):
     backend's fastest one is in :mod:`sklearn_ksom._array_api`.
     """
     xp = namespace(X, units) if xp is None else xp
-    counts = count_labels(units, n_codes, xp, weights=sample_weight, dtype=X.dtype)
-    return counts, scatter_add_rows(X, units, n_codes, sample_weight, xp)
+    counts = count_labels(units, n_codes, sample_weight, dtype=X.dtype, xp=xp)
+    return counts, scatter_add_rows(X, units, n_codes, sample_weight, xp=xp)
 
 
 def spread_statistics(neighbourhood: Neighbourhood, counts, sums, *, xp=None):

@@ -102,7 +102,7 @@ def usage(labels, n_codes: int, *, dtype=None):
     """How often each code is used by ``labels``, shape (K,), float (of
     ``dtype``, by default float64 where the namespace has it)."""
     xp = namespace(labels)
-    return count_labels(labels, n_codes, xp, dtype=_float(xp) if dtype is None else dtype)
+    return count_labels(labels, n_codes, dtype=_float(xp) if dtype is None else dtype, xp=xp)
 
 
 def usage_perplexity(counts):
