@@ -84,8 +84,8 @@ class _EMAQuantizerLayer(torch.nn.Module):
         if tuple(codebook.shape) != shape:
             raise ValueError(f"init array has shape {tuple(codebook.shape)}; expected (n_codes, dim) = {shape}.")
         state = initial_state(codebook.clone(), self.ema.initial_count)
-        for name, value in zip(EMAState._fields, state):
-            self.register_buffer(name, value)
+        for field, value in zip(EMAState._fields, state):
+            self.register_buffer(field, value)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         # The host keeps its own copy of the step: P(t) is built on the host,
         # and reading the buffer would wait for the device every step.
