@@ -241,3 +241,26 @@ def test_batch_step_is_the_neighbourhood_weighted_mean():
     new = core.batch_som_update(W, counts, sums, neighbourhood_operator(grid, "gaussian", 1.0))
     E = np.eye(6)[((X[:, None] - W[None]) ** 2).sum(-1).argmin(1)] @ dense_matrix(grid, "gaussian", 1.0)
     np.testing.assert_allclose(new, (E.T @ X) / E.sum(0)[:, None])
+
+
+def test_ema_step_returns_the_batch_counts_it_used():
+    rng = np.random.default_rng(4)
+    W, X = rng.normal(size=(5, 3)), rng.normal(size=(40, 3))
+    grid = Grid((5,))
+    step = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood_operator(grid, "gaussian", 1.0), decay=0.9, epsilon=1e-5)
+    np.testing.assert_array_equal(step.counts, np.bincount(step.assignment.first, minlength=5))
+    doubled = core.ema_step(
+        core.initial_state(W, 1.0), X, neighbourhood_operator(grid, "gaussian", 1.0), decay=0.9, epsilon=1e-5,
+        reduce=lambda counts, sums: (2 * counts, 2 * sums),
+    )  # fmt: skip
+    np.testing.assert_array_equal(doubled.counts, 2 * step.counts)  # after reduce, before the spread
+
+
+def test_resting_state_is_consistent_with_its_codebook():
+    W = np.arange(12.0).reshape(4, 3)
+    counts = np.array([300.0, 0.0, 100.0, 600.0])  # code 1 chosen by no sample
+    state = core.resting_state(W, counts, batch_size=100, total_weight=1000.0, initial_count=0.5)
+    np.testing.assert_allclose(state.counts, [30.0, 0.5, 10.0, 60.0])  # one batch's units; N0 where unchosen
+    np.testing.assert_allclose(state.sums[[0, 2, 3]] / state.counts[[0, 2, 3], None], W[[0, 2, 3]])
+    np.testing.assert_array_equal(state.sums[1], W[1])  # the reference start M = W
+    assert state.codebook is W

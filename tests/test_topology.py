@@ -11,6 +11,7 @@ from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.topology import (
     KERNELS,
     Grid,
+    NeighbourhoodSchedule,
     dense_matrix,
     neighbourhood_operator,
     width_at,
@@ -214,3 +215,58 @@ def test_a_minisom_map_lands_on_our_grid_with_the_same_geometry(shape, hexagonal
     position_of = np.argsort(ours_of_theirs)  # MiniSom's flat index i * y + j -> our code
     theirs = np.array([position_of[i * y + j] for i, j in (som.winner(row) for row in X)])
     np.testing.assert_array_equal(model.labels_, theirs)
+
+
+# ------------------------------------------------- the neighbourhood schedule
+
+
+@pytest.mark.parametrize(
+    ("kernel", "start", "end"),
+    [("gaussian", 4.0, 0.5), ("bubble", 4.0, 0.5), ("exponential", 10.0, 0.5), ("hard", 1.0, 0.01)],
+)
+def test_a_schedule_takes_each_kernels_default_widths(kernel, start, end):
+    schedule = NeighbourhoodSchedule(Grid((8, 5)), kernel)
+    assert (schedule.start, schedule.end, schedule.length) == (start, end, 1000)
+    assert NeighbourhoodSchedule(Grid((8, 5)), kernel, sigma=0.005).end == 0.005  # never above the start
+
+
+def test_a_schedule_of_no_given_length_spans_the_run_it_is_given():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "gaussian")
+    assert schedule.over(20).length == 20 and schedule.over(20).width(19) == schedule.end
+    fixed = NeighbourhoodSchedule(Grid((4,)), "gaussian", n_steps=5)
+    assert fixed.over(20) is fixed
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(kernel="bogus"), "'kernel' parameter"),
+        (dict(sigma=0.0), "'sigma' parameter"),
+        (dict(sigma=float("nan")), "'sigma' parameter"),
+        (dict(sigma_end=-1.0), "'sigma_end' parameter"),
+        (dict(schedule="sometimes"), "'schedule' parameter"),
+        (dict(shrink=-0.1), "'shrink' parameter"),
+        (dict(n_steps=0), "'n_steps' parameter"),
+    ],
+)
+def test_a_bad_schedule_setting_is_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        NeighbourhoodSchedule(Grid((4,)), **settings)
+
+
+def test_the_estimators_parameter_names_are_named_in_their_errors():
+    with pytest.raises(ValueError, match="'neighbourhood' parameter of KohonenVQ"):
+        NeighbourhoodSchedule.from_parameters(Grid((4,)), caller="KohonenVQ", neighbourhood="bogus")
+    schedule = NeighbourhoodSchedule.from_parameters(Grid((4,)), neighbourhood="hard", schedule_steps=7)
+    assert schedule == NeighbourhoodSchedule(Grid((4,)), "hard", n_steps=7)
+
+
+def test_a_schedule_callable_that_gives_no_width_is_refused():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "gaussian", schedule=lambda *args: float("nan"))
+    with pytest.raises(ValueError, match="gave nan at step 3"):
+        schedule.at(3)
+
+
+def test_no_neighbourhood_is_the_identity_at_every_step():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "none")
+    assert schedule.is_identity and schedule.at(0).is_identity and schedule.at(10**6).is_identity
