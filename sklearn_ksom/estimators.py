@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from operator import itemgetter
 from numbers import Integral
 
 import numpy as np
@@ -109,7 +108,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     def _remember_params(self):
         """Note the parameter objects the settings were built from."""
         names = tuple(self._get_param_names())
-        self._settings_params = (itemgetter(*names), names, itemgetter(*names)(self.__dict__))
+        self._settings_params = (operator.itemgetter(*names), names, operator.itemgetter(*names)(self.__dict__))
 
     def _follow_params(self):
         """Settings for a later ``partial_fit``: the kept ones while no

@@ -1,6 +1,5 @@
 """The SOM pictures are drawn from real fitted maps."""
 
-import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -14,7 +13,6 @@ from sklearn_ksom.plotting import (  # noqa: E402
     plot_distance_map,
     plot_hits,
 )
-from sklearn_ksom.topology import Grid  # noqa: E402
 
 
 @pytest.mark.parametrize("hexagonal", [False, True])
