@@ -5,7 +5,10 @@ Imported only when a Dask array reaches an estimator (the ``dask`` extra:
 computation whose tasks run on the workers that hold the chunks; only
 K-sized results (counts, sums, a codebook) come back to the client.  Under
 a ``dask.distributed.Client`` the work runs on its cluster, otherwise on
-Dask's local scheduler.
+Dask's local scheduler.  The training loops are the core's own
+(:func:`sklearn_ksom.core.batch_som`, :func:`sklearn_ksom.core.ema_steps`;
+docs/design.md section 6); this module returns what they produce and the
+estimator keeps it.
 
 What ``fit`` does with each setting on a Dask array:
 

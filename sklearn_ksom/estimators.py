@@ -4,6 +4,12 @@ Both are thin shells over :mod:`sklearn_ksom.core`: they validate input, own
 the fitted state (codebook, EMA counts and sums, step counter, RNG) and call
 the core's pure functions.  ``EMAQuantizer`` is the same engine with no
 neighbourhood (P = I), so it is exactly EMA-VQ.
+
+Their settings are built once, as a
+:class:`~sklearn_ksom.topology.NeighbourhoodSchedule` and
+:class:`~sklearn_ksom.core.EMAConstants`, and a later ``partial_fit``
+compares the parameters with them by identity (docs/design.md sections 5
+and 6).
 """
 
 from __future__ import annotations

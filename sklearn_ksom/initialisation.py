@@ -3,7 +3,8 @@
 Each function returns a (K, D) codebook in the namespace and on the device
 of ``X``.  Random numbers come from a NumPy ``RandomState`` on the host (the
 array API has no RNG); only the drawn numbers travel to the device, never
-the data back to the host.
+the data back to the host.  The starts are described in docs/design.md
+section 7.
 """
 
 from __future__ import annotations

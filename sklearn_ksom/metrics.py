@@ -10,6 +10,8 @@
   how much of the codebook a set of assignments uses (and
   :func:`usage_perplexity`, :func:`usage_utilisation` of per-code counts,
   as arrays, for training loops).
+
+The definitions are in docs/design.md section 8.
 """
 
 from __future__ import annotations
