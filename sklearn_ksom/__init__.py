@@ -5,11 +5,12 @@
 - :class:`EMAQuantizer`: the EMA-VQ codebook of VQ-VAEs (no neighbourhood).
 
 Both are scikit-learn estimators on NumPy, CuPy and array-API arrays; the
-update math lives in :mod:`sklearn_ksom.core`.
+update math lives in :mod:`sklearn_ksom.core`; docs/design.md describes
+the method and where each formula lives.
 """
 
 from .estimators import EMAQuantizer, KohonenQuantizer
-from .topology import Grid
+from .topology import Grid, NeighbourhoodSchedule
 
-__all__ = ["EMAQuantizer", "Grid", "KohonenQuantizer"]
+__all__ = ["EMAQuantizer", "Grid", "KohonenQuantizer", "NeighbourhoodSchedule"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_ksom import EMAQuantizer, KohonenQuantizer, metrics
+from sklearn_ksom import EMAQuantizer, Grid, KohonenQuantizer, metrics
 
 
 def main():
@@ -25,7 +25,7 @@ def main():
         "EMAQuantizer 64": EMAQuantizer(64, batch_size=128, max_iter=30, random_state=0),
         "KMeans 64 (scikit-learn)": KMeans(64, n_init=1, random_state=0),
     }
-    grid = KohonenQuantizer(grid_shape=(8, 8))._grid()
+    grid = Grid((8, 8))
     print(f"digits: {X_train.shape[0]} train / {X_test.shape[0]} test samples, {X.shape[1]} features")
     print(f"{'model':32s} {'fit s':>6s} {'test QE':>8s} {'test MSE':>9s} {'topo err':>9s} {'perplexity':>10s} {'dead':>5s}")
     for name, model in models.items():

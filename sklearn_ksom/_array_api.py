@@ -2,8 +2,10 @@
 
 The core never imports NumPy functions for foreign arrays: it asks
 :func:`namespace` for the inputs' namespace and works in it.  The only
-library-specific code is the scatter-add in :func:`assignment_sums`, where a
-one-hot matrix product would cost as much as the distance GEMM itself.
+library-specific code is the per-backend fast paths of the two scatter-adds
+behind :func:`sklearn_ksom.core.code_statistics` (:func:`count_labels` and
+:func:`scatter_add_rows`), where a one-hot matrix product would cost as much
+as the distance GEMM itself.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def is_numpy(xp) -> bool:
     return array_api_compat.is_numpy_namespace(xp)
 
 
-def count_labels(labels, n_codes, xp, weights=None, dtype=None):
+def count_labels(labels, n_codes, weights=None, *, dtype=None, xp=None):
     """Histogram of ``labels`` over 0..n_codes-1 (weighted), shape (K,)."""
+    xp = namespace(labels) if xp is None else xp
     if dtype is None:
         dtype = weights.dtype if weights is not None else xp.float64
     if is_numpy(xp):
@@ -78,16 +81,13 @@ def count_labels(labels, n_codes, xp, weights=None, dtype=None):
     return total
 
 
-def assignment_counts_and_sums(X, units, n_codes, weights, xp):
-    """Weighted per-code counts (K,) and sums (K, D) of a hard assignment.
+def scatter_add_rows(X, units, n_codes, weights=None, *, xp=None):
+    """Sum of the (weighted) rows of ``X`` falling in each of ``n_codes``
+    bins, shape (K, D): E^T (w Z), the fastest way each backend has.
 
-    ``counts[k] = sum_{i: units[i]=k} w_i`` and ``sums[k] = sum w_i X[i]``,
-    i.e. colsum(E) and E^T Z of SPEC section 1 with rows of E weighted.
     ``weights=None`` means all ones, without forming the N x D ``w * X``.
     """
-    unweighted = weights is None
-    if unweighted:
-        weights = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
+    xp = namespace(X, units) if xp is None else xp
     if is_numpy(xp):
         # A sparse K x N indicator times X is a C loop over N rows: ~5x
         # faster than np.add.at or a one-hot GEMM for K in the hundreds.
@@ -97,30 +97,26 @@ def assignment_counts_and_sums(X, units, n_codes, weights, xp):
         # 32-bit indices where they fit: SciPy takes them as they are instead
         # of checking and narrowing 64-bit ones (half its set-up time).
         index = np.int32 if max(n_rows + 1, n_codes) <= np.iinfo(np.int32).max else np.intp
+        data = np.ones(n_rows, dtype=X.dtype) if weights is None else weights
         indicator = sparse.csc_matrix(
-            (weights, units.astype(index, copy=False), np.arange(n_rows + 1, dtype=index)),
+            (data, units.astype(index, copy=False), np.arange(n_rows + 1, dtype=index)),
             shape=(n_codes, n_rows),
         )
-        counts = count_labels(units, n_codes, xp, None if unweighted else weights, X.dtype)
-        return counts, np.asarray(indicator @ X, dtype=X.dtype)
+        return np.asarray(indicator @ X, dtype=X.dtype)
+    rows = X if weights is None else X * xp.reshape(weights, (-1, 1))
     if array_api_compat.is_torch_namespace(xp) or array_api_compat.is_cupy_namespace(xp):
         # Scatter-add the rows into K bins on the device.
-        rows = X if unweighted else X * xp.reshape(weights, (-1, 1))
-        counts = xp.zeros((n_codes,), dtype=X.dtype, device=device_of(X))
         sums = xp.zeros((n_codes, X.shape[1]), dtype=X.dtype, device=device_of(X))
         if array_api_compat.is_torch_namespace(xp):
-            counts.index_add_(0, units, weights)
             sums.index_add_(0, units, rows)
         else:
             import cupyx
 
-            cupyx.scatter_add(counts, units, weights)
             cupyx.scatter_add(sums, units, rows)
-        return counts, sums
+        return sums
     # Any other namespace: the one-hot product E^T (w * Z).
     onehot = xp.astype(
         xp.reshape(units, (-1, 1)) == xp.reshape(xp.arange(n_codes, device=device_of(X)), (1, -1)),
         X.dtype,
     )
-    weighted = onehot * xp.reshape(weights, (-1, 1))
-    return xp.sum(weighted, axis=0), xp.matmul(xp.matrix_transpose(weighted), X)
+    return xp.matmul(xp.matrix_transpose(onehot), rows)

@@ -5,7 +5,10 @@ Imported only when a Dask array reaches an estimator (the ``dask`` extra:
 computation whose tasks run on the workers that hold the chunks; only
 K-sized results (counts, sums, a codebook) come back to the client.  Under
 a ``dask.distributed.Client`` the work runs on its cluster, otherwise on
-Dask's local scheduler.
+Dask's local scheduler.  The training loops are the core's own
+(:func:`sklearn_ksom.core.batch_som`, :func:`sklearn_ksom.core.ema_steps`;
+docs/design.md section 6); this module returns what they produce and the
+estimator keeps it.
 
 What ``fit`` does with each setting on a Dask array:
 
@@ -41,13 +44,30 @@ import math
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.base import clone
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import is_dask_array, to_numpy
-from .core import assign, batch_statistics, initial_state, squared_distances
-from .initialisation import codes_around, codes_on_principal_plane, kmeans_plusplus_codes, sample_rows
+from .core import (
+    EMAConstants,
+    FitResult,
+    assign,
+    batch_som,
+    batch_statistics,
+    ema_steps,
+    initial_state,
+    resting_state,
+    squared_distances,
+)
+from .initialisation import (
+    codes_around,
+    codes_from_array,
+    codes_on_principal_plane,
+    kmeans_plusplus_codes,
+    sample_rows,
+    weighted_covariance,
+    weighted_mean,
+)
+from .topology import NeighbourhoodSchedule
 
 # k-means++ on a Dask array seeds from a sample of this many rows per code:
 # enough for the D^2 draw to find the data's modes, small enough to fetch.
@@ -140,15 +160,12 @@ def whole_data_statistics(rows, weights, codebook):
 
 def _summary(X, weights):
     """One pass: finiteness, total weight and mean of ``X``."""
+    mean = weighted_mean(X, weights)
     if weights is None:
-        finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], X.mean(axis=0))
+        finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], mean)
     else:
-        total_weight = weights.sum()
         finite, weights_finite, total, mean = dask.compute(
-            da.isfinite(X).all(),
-            da.isfinite(weights).all(),
-            total_weight,
-            (X * weights[:, None]).sum(axis=0) / total_weight,
+            da.isfinite(X).all(), da.isfinite(weights).all(), weights.sum(), mean
         )
         if not weights_finite:
             raise ValueError("sample_weight contains NaN or infinity.")
@@ -168,19 +185,16 @@ def _fetch_rows(X, indices):
     return rows
 
 
-def _initial_codebook(estimator, X, weights, rng, mean, total):
-    n_codes = estimator._codebook_size()
-    init = estimator.init
+def _initial_codebook(init, grid, X, weights, rng, mean):
+    n_codes = grid.n_codes
     if not isinstance(init, str):
-        return estimator._given_codebook(np, X.shape[1], X.dtype, None)
+        return codes_from_array(init, n_codes, X.shape[1], xp=np, dtype=X.dtype)
     if init in ("pca", "random"):
-        centred = X - mean
-        scaled = centred / total if weights is None else centred * (weights / total)[:, None]
+        (covariance,) = dask.compute(weighted_covariance(X, mean, weights, diagonal=init == "random"))
+        covariance = np.asarray(covariance, dtype=X.dtype)
         if init == "random":
-            (variance,) = dask.compute((scaled * centred).sum(axis=0))
-            return codes_around(mean, np.sqrt(np.asarray(variance, dtype=X.dtype)), n_codes, rng)
-        (covariance,) = dask.compute(scaled.T @ centred)
-        return codes_on_principal_plane(mean, np.asarray(covariance, dtype=X.dtype), estimator._grid())
+            return codes_around(mean, np.sqrt(covariance), n_codes, rng)
+        return codes_on_principal_plane(mean, covariance, grid)
     # Unit weights, as the in-memory fit passes them: the same draw.
     host_weights = np.ones(X.shape[0], dtype=X.dtype) if weights is None else weights.compute()
     if init == "sample":
@@ -191,62 +205,61 @@ def _initial_codebook(estimator, X, weights, rng, mean, total):
     return kmeans_plusplus_codes(_fetch_rows(X, chosen), n_codes, rng)
 
 
-def _ema_steps_on_chunk(stepper, state, block, weights, order, step, n_steps):
-    return stepper._ema_steps(state, block, weights, order, step, n_steps)
-
-
-def _ema_epochs(estimator, X, rows, weights, state, rng):
+def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter, rng):
     """``max_iter`` epochs of EMA steps, each run by the worker holding its chunk."""
     chunk_sizes = X.chunks[0]
-    batches = [math.ceil(size / estimator.batch_size) for size in chunk_sizes]
-    n_steps = estimator._schedule_length(estimator.max_iter * sum(batches))
-    # An unfitted copy carries the parameters (and the grid) to the workers,
-    # once each: the state, not the estimator, changes from task to task.
-    stepper = clone(estimator)
-    stepper._check_params(X)
-    stepper = dask.delayed(stepper, pure=False)
+    batches = [math.ceil(size / batch_size) for size in chunk_sizes]
+    schedule = schedule.over(max_iter * sum(batches))
+    # The settings travel to each worker once; the state goes from task
+    # to task.
+    shared_schedule, shared_ema = dask.delayed(schedule), dask.delayed(ema)
     step = 0
-    for _ in range(estimator.max_iter):
+    for _ in range(max_iter):
         for chunk in rng.permutation(len(rows)):
             order = rng.permutation(chunk_sizes[chunk])
-            state = dask.delayed(_ema_steps_on_chunk)(
-                stepper, state, rows[chunk], weights[chunk], order, step, n_steps
-            )
+            state = dask.delayed(ema_steps)(
+                state, rows[chunk], order, shared_schedule, shared_ema,
+                batch_size=batch_size, first_step=step, sample_weight=weights[chunk],
+            )  # fmt: skip
             step += batches[chunk]
     (state,) = dask.compute(state)
-    return state, step
+    return state, step, schedule
 
 
 # ---------------------------------------------------------- front doors
 
 
-def fit(estimator, X, sample_weight=None):
-    """``estimator.fit`` on a Dask array (see the module's description)."""
+def fit(
+    X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, batch_size, rng
+) -> FitResult:
+    """A training run on a Dask array (see the module's description).
+
+    Returns what ``fit`` keeps, the labels as a lazy Dask array; the
+    estimator stores it.
+    """
     X = _checked_rows(X)
     weights = _checked_weights(sample_weight, X)
-    estimator._check_params(X)
-    rng = check_random_state(estimator.random_state)
     total, mean = _summary(X, weights)
-    codebook = _initial_codebook(estimator, X, weights, rng, mean, total)
+    codebook = _initial_codebook(init, schedule.grid, X, weights, rng, mean)
     rows, weight_blocks = _blocks(X, weights)
 
     def statistics(codebook):
         return whole_data_statistics(rows, weight_blocks, codebook)
 
-    if estimator.algorithm == "batch":
-        state, error = estimator._batch_iterations(codebook, statistics, total)
-        n_updates = estimator.max_iter
-    else:
-        state = initial_state(codebook, float(estimator.initial_count))
-        state, n_updates = _ema_epochs(estimator, X, rows, weight_blocks, state, rng)
+    if algorithm == "ema" and max_iter > 0:
+        state = initial_state(codebook, ema.initial_count)
+        state, n_steps, schedule = _ema_epochs(
+            X, rows, weight_blocks, state, schedule, ema, batch_size=batch_size, max_iter=max_iter, rng=rng
+        )
         _, _, error = statistics(state.codebook)
-
-    estimator.n_features_in_ = X.shape[1]
-    if hasattr(estimator, "feature_names_in_"):
-        del estimator.feature_names_in_  # Dask arrays carry no column names
-    estimator._set_fitted(state, None, float(error), n_updates, rng)
-    estimator.labels_ = predict(estimator, X)
-    return estimator
+    else:
+        # No iteration: a later partial_fit runs the schedule of a stream.
+        schedule = schedule.over(max_iter) if max_iter else schedule
+        codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter)
+        state = resting_state(codebook, counts, batch_size=batch_size, total_weight=total, initial_count=ema.initial_count)
+        n_steps = max_iter
+    labels = _blockwise(X, state.codebook, _nearest_codes, "i", np.intp)
+    return FitResult(state, labels, float(error), n_steps, schedule)
 
 
 def _nearest_codes(block, codebook):
@@ -261,6 +274,10 @@ def _blockwise_on_codebook(estimator, X, function, out_index, dtype):
     check_is_fitted(estimator)
     codebook = to_numpy(estimator.cluster_centers_)
     X = _checked_rows(X, dtype=codebook.dtype, n_features=codebook.shape[1], name=type(estimator).__name__)
+    return _blockwise(X, codebook, function, out_index, dtype)
+
+
+def _blockwise(X, codebook, function, out_index, dtype):
     # One chunk holding the codebook, read by every row chunk's task.
     shared = da.from_array(codebook, chunks=codebook.shape)
     return da.blockwise(function, out_index, X, "ij", shared, "kj", dtype=dtype, concatenate=True)

@@ -2,22 +2,30 @@
 
 Everything that updates a codebook is here, once: the squared distances, the
 best (and second-best) units, the per-code statistics of a batch, the EMA
-step with Laplace smoothing and the batch-SOM step (SPEC section 1).  The
-scikit-learn estimators and the PyTorch layers own state and call these
-functions; they never repeat a formula.
+step with Laplace smoothing, the batch-SOM step, and the two training loops
+built on them (mini-batch EMA epochs and Kohonen's batch algorithm;
+docs/design.md sections 2 and 6).  The scikit-learn estimators, the Dask
+path and the PyTorch layers own state and call these functions; they never
+repeat a formula.
 
 Functions take arrays and return new arrays in the inputs' namespace and on
-their device (NumPy, CuPy, torch, array_api_strict, ...).  The neighbourhood
-is applied to K-sized statistics only, through
+their device (NumPy, CuPy, torch, array_api_strict, ...); ``xp``, where a
+function takes it, is keyword-only and defaults to the inputs' namespace.
+The neighbourhood is applied to K-sized statistics only, through
 :meth:`sklearn_ksom.topology.Neighbourhood.spread`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Callable, NamedTuple
 
-from ._array_api import assignment_counts_and_sums, device_of, namespace, on_accelerator
-from .topology import Neighbourhood
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+
+from ._array_api import count_labels, device_of, move_to, namespace, on_accelerator, scatter_add_rows
+from .topology import Neighbourhood, NeighbourhoodSchedule
 
 # Rows of X per distance block.  On the host a block's N x K distances stay
 # near 2**20 entries (4 MiB in float32), so the argmin reads them from cache
@@ -43,6 +51,16 @@ class EMAState(NamedTuple):
     sums: object
 
 
+class FitResult(NamedTuple):
+    """What a training run (``fit``, in memory or on a cluster) produced."""
+
+    state: EMAState  # final codebook and EMA statistics
+    labels: object  # (N,) nearest code of each training sample, or None
+    inertia: float  # sum of weighted squared distances on the final codebook
+    n_steps: int  # update steps taken
+    schedule: NeighbourhoodSchedule  # the schedule, spanning the run
+
+
 class Assignment(NamedTuple):
     """Best units of a batch and their squared distances."""
 
@@ -51,8 +69,52 @@ class Assignment(NamedTuple):
     second: object = None  # (N,) int, second-nearest code, when asked for
 
 
+# What each EMA constant may be, declared once: the estimators take these
+# constraints for their parameters of the same names.
+EMA_CONSTRAINTS = {
+    "decay": [Interval(Real, 0, 1, closed="left")],
+    "epsilon": [Interval(Real, 0, None, closed="neither")],
+    "initial_count": [Interval(Real, 0, None, closed="left")],
+    "update": [StrOptions({"all", "active"})],
+}
+
+
+@dataclass(frozen=True)
+class EMAConstants:
+    """The constants of the EMA codebook update, validated once.
+
+    Parameters
+    ----------
+    decay : float, default=0.99
+        EMA decay gamma of the counts and sums, in [0, 1).
+    epsilon : float, default=1e-5
+        Laplace smoothing constant, > 0.
+    initial_count : float, default=1.0
+        Starting count N0 of every code, >= 0.
+    update : {'all', 'active'}, default='all'
+        Every code's statistics decay each step (with smoothing), or only
+        the codes assigned in the batch change (docs/design.md section 2).
+    """
+
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    initial_count: float = 1.0
+    update: str = "all"
+
+    def __post_init__(self):
+        validate_parameter_constraints(
+            EMA_CONSTRAINTS,
+            {name: getattr(self, name) for name in EMA_CONSTRAINTS},
+            caller_name=type(self).__name__,
+        )
+
+    @property
+    def update_all(self) -> bool:
+        return self.update == "all"
+
+
 def initial_state(codebook, initial_count: float) -> EMAState:
-    """Reference initialisation (SPEC section 1): M = W (a copy), N_k = N0.
+    """Reference initialisation (docs/design.md section 2): M = W (a copy), N_k = N0.
 
     M is W whatever N0 is, so with N0 = 0 a code that is never assigned
     ends with W = M / N_k ~ M / eps after smoothing: the dead code of the
@@ -134,12 +196,20 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
     )
 
 
-def code_statistics(X, units, n_codes: int, sample_weight=None):
-    """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment."""
-    return assignment_counts_and_sums(X, units, n_codes, sample_weight, namespace(X, units))
+def code_statistics(X, units, n_codes: int, sample_weight=None, *, xp=None):
+    """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment.
+
+    With weights w, ``counts[k] = sum_{i: units[i]=k} w_i`` and
+    ``sums[k] = sum_{i: units[i]=k} w_i X[i]``: rows of E weighted
+    (docs/design.md section 2).  Both are scatter-adds over the rows; each
+    backend's fastest one is in :mod:`sklearn_ksom._array_api`.
+    """
+    xp = namespace(X, units) if xp is None else xp
+    counts = count_labels(units, n_codes, sample_weight, dtype=X.dtype, xp=xp)
+    return counts, scatter_add_rows(X, units, n_codes, sample_weight, xp=xp)
 
 
-def spread_statistics(neighbourhood: Neighbourhood, counts, sums, xp):
+def spread_statistics(neighbourhood: Neighbourhood, counts, sums, *, xp=None):
     """The neighbourhood-spread counts colsum(E) P and sums P^T E^T Z.
 
     Both are P^T applied to K-sized statistics, so they go through P in one
@@ -147,8 +217,9 @@ def spread_statistics(neighbourhood: Neighbourhood, counts, sums, xp):
     """
     if neighbourhood.is_identity:
         return counts, sums
+    xp = namespace(sums, counts) if xp is None else xp
     stacked = xp.concat([sums, xp.reshape(counts, (-1, 1))], axis=1)
-    spread = neighbourhood.spread(stacked, xp)
+    spread = neighbourhood.spread(stacked, xp=xp)
     return spread[:, -1], spread[:, :-1]
 
 
@@ -160,15 +231,16 @@ def ema_update(
     decay: float,
     epsilon: float,
     update_all: bool = True,
+    xp=None,
 ) -> EMAState:
     """One EMA codebook update from a batch's (neighbourhood-spread) statistics.
 
-    ``update_all`` (SPEC section 1, the reference form): every code's EMA
+    ``update_all`` (docs/design.md section 2, the reference form): every code's EMA
     decays, then Laplace smoothing keeps the total count and keeps every
     N_k > 0.  Otherwise ("active only", the paper's ablation) only codes with
     counts > 0 in this batch change, without smoothing.
     """
-    xp = namespace(state.codebook, counts)
+    xp = namespace(state.codebook, counts) if xp is None else xp
     new_counts = decay * state.counts + (1 - decay) * counts
     new_sums = decay * state.sums + (1 - decay) * sums
     if update_all:
@@ -185,6 +257,14 @@ def ema_update(
     return EMAState(codebook, new_counts, new_sums)
 
 
+class EMAStep(NamedTuple):
+    """What one EMA / KSOM step returns."""
+
+    state: EMAState  # the state after the update
+    assignment: Assignment  # the batch's best units, on the codebook before it
+    counts: object  # (K,) the batch's counts the update used (after ``reduce``), before spreading
+
+
 def ema_step(
     state: EMAState,
     X,
@@ -194,25 +274,27 @@ def ema_step(
     epsilon: float,
     update_all: bool = True,
     sample_weight=None,
-    reduce=None,
-) -> tuple[EMAState, Assignment]:
+    reduce: Callable | None = None,
+    xp=None,
+) -> EMAStep:
     """One KSOM-VQ training step on the batch ``X`` (EMA-VQ when P = I).
 
     Assign each row to its nearest code, spread the counts and sums over the
     neighbourhood (n = colsum(E) P, E~^T Z = P^T E^T Z) and apply the EMA
-    update.  Returns the new state and the assignment made before it.
+    update (docs/design.md section 2).  Returns the new state, the
+    assignment made before the update and the batch counts it used.
 
     ``reduce``, if given, maps the batch's raw ``(counts, sums)`` to the
     statistics to use, e.g. their sum over all processes of a data-parallel
     run: every process then makes the same update.
     """
-    xp = namespace(X, state.codebook)
+    xp = namespace(X, state.codebook) if xp is None else xp
     n_codes = state.codebook.shape[0]
     assignment = assign(X, state.codebook)
-    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
+    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, xp=xp)
     if reduce is not None:
         counts, sums = reduce(counts, sums)
-    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
     new_state = ema_update(
         state,
         spread_counts,
@@ -220,8 +302,9 @@ def ema_step(
         decay=decay,
         epsilon=epsilon,
         update_all=update_all,
+        xp=xp,
     )
-    return new_state, assignment
+    return EMAStep(new_state, assignment, counts)
 
 
 def batch_statistics(X, codebook, sample_weight=None):
@@ -242,15 +325,116 @@ def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight
     return counts, sums, namespace(X).sum(error)
 
 
-def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood):
-    """Kohonen's batch-SOM step from whole-data statistics (SPEC section 1).
+def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, xp=None):
+    """Kohonen's batch-SOM step from whole-data statistics (docs/design.md section 6).
 
     W_k = (P^T E^T Z)_k / (colsum(E) P)_k for every code whose spread count
     is positive; other codes keep their place.  With P = I this is Lloyd's
     k-means step.
     """
-    xp = namespace(codebook, counts)
-    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp)
+    xp = namespace(codebook, counts) if xp is None else xp
+    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
     active = spread_counts > 0
     safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
     return xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)
+
+
+# ------------------------------------------------------------ training loops
+
+
+def batch_som(statistics: Callable, codebook, schedule: NeighbourhoodSchedule, n_iterations: int):
+    """Kohonen's batch algorithm: ``n_iterations`` updates from ``codebook``.
+
+    ``statistics(codebook)`` returns the whole data's ``(counts, sums,
+    squared error, ...)``, however it is computed (in memory, or reduced
+    over a cluster's chunks); iteration t spreads them with
+    ``schedule.at(t)`` (docs/design.md section 6).  Returns the final
+    codebook and ``statistics`` of it (which give the labels and the
+    inertia with no extra pass).  ``n_iterations=0`` keeps ``codebook``.
+    """
+    xp = namespace(codebook)
+    dtype, device = codebook.dtype, device_of(codebook)
+    for iteration in range(n_iterations):
+        counts, sums, *_ = statistics(codebook)
+        neighbourhood = schedule.at(iteration, xp=xp, dtype=dtype, device=device)
+        codebook = batch_som_update(codebook, counts, sums, neighbourhood, xp=xp)
+    return codebook, statistics(codebook)
+
+
+def resting_state(codebook, counts, *, batch_size: int, total_weight: float, initial_count: float) -> EMAState:
+    """EMA statistics consistent with a codebook trained elsewhere.
+
+    ``counts`` are the whole data's counts on ``codebook``.  The EMA counts
+    take them in the units of one mini-batch (scaled by
+    ``batch_size / total_weight``) and the sums are ``N_k W_k``, so W = M / N
+    and a later EMA step moves each code as much as a step of a long EMA
+    run would.  A code no sample chose keeps the reference start
+    (N_k = N0, M = W).  See docs/design.md section 6.
+    """
+    xp = namespace(codebook, counts)
+    scaled = counts * (min(batch_size, total_weight) / total_weight)
+    chosen = scaled > 0
+    counts = xp.where(chosen, scaled, xp.full_like(scaled, initial_count))
+    sums = xp.where(xp.reshape(chosen, (-1, 1)), xp.reshape(counts, (-1, 1)) * codebook, codebook)
+    return EMAState(codebook, counts, sums)
+
+
+def ema_steps(
+    state: EMAState,
+    X,
+    order,
+    schedule: NeighbourhoodSchedule,
+    ema: EMAConstants,
+    *,
+    batch_size: int,
+    first_step: int,
+    sample_weight=None,
+) -> EMAState:
+    """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows a
+    step, the first being update step ``first_step`` of ``schedule``."""
+    xp = namespace(X)
+    dtype, device = X.dtype, device_of(X)
+    step = first_step
+    for start in range(0, order.shape[0], batch_size):
+        rows = order[start : min(start + batch_size, order.shape[0])]
+        state = ema_step(
+            state,
+            xp.take(X, rows, axis=0),
+            schedule.at(step, xp=xp, dtype=dtype, device=device),
+            decay=ema.decay,
+            epsilon=ema.epsilon,
+            update_all=ema.update_all,
+            sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
+            xp=xp,
+        ).state
+        step += 1
+    return state
+
+
+def ema_epochs(
+    state: EMAState,
+    X,
+    schedule: NeighbourhoodSchedule,
+    ema: EMAConstants,
+    *,
+    batch_size: int,
+    n_epochs: int,
+    rng,
+    sample_weight=None,
+) -> tuple[EMAState, int]:
+    """``n_epochs`` passes of mini-batch EMA steps over ``X``, each in a new
+    random order drawn from ``rng`` (a NumPy ``RandomState``).
+
+    Returns the final state and the number of update steps taken.
+    """
+    xp = namespace(X)
+    n_samples = X.shape[0]
+    batches_per_epoch = math.ceil(n_samples / batch_size)
+    step = 0
+    for _ in range(n_epochs):
+        order = move_to(xp, rng.permutation(n_samples), device=device_of(X))
+        state = ema_steps(
+            state, X, order, schedule, ema, batch_size=batch_size, first_step=step, sample_weight=sample_weight
+        )
+        step += batches_per_epoch
+    return state, step

@@ -4,13 +4,20 @@ Both are thin shells over :mod:`sklearn_ksom.core`: they validate input, own
 the fitted state (codebook, EMA counts and sums, step counter, RNG) and call
 the core's pure functions.  ``EMAQuantizer`` is the same engine with no
 neighbourhood (P = I), so it is exactly EMA-VQ.
+
+Their settings are built once, as a
+:class:`~sklearn_ksom.topology.NeighbourhoodSchedule` and
+:class:`~sklearn_ksom.core.EMAConstants`, and a later ``partial_fit``
+compares the parameters with them by identity (docs/design.md sections 5
+and 6).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from numbers import Integral, Real
+import operator
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import (
@@ -28,21 +35,21 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import metrics
 from ._array_api import device_of, is_dask_array, move_to, namespace
 from .core import (
+    EMA_CONSTRAINTS,
+    EMAConstants,
     EMAState,
+    FitResult,
     assign,
     assignment_statistics,
-    batch_som_update,
+    batch_som,
+    ema_epochs,
     ema_step,
     initial_state,
+    resting_state,
     squared_distances,
 )
-from .initialisation import INITIALISERS
-from .topology import KERNELS, NEIGHBOURHOODS, SCHEDULES, Grid, Neighbourhood, neighbourhood, width_at
-
-# partial_fit does not know how long the stream is: the exponential and
-# linear schedules then reach their end width after this many steps (the
-# paper's Gaussian neighbourhood fades within about 1000 steps, SPEC 1).
-DEFAULT_STREAM_STEPS = 1000
+from .initialisation import INITIALISERS, codes_from_array
+from .topology import SCHEDULE_CONSTRAINTS, SCHEDULE_PARAMETERS, Grid, NeighbourhoodSchedule
 
 
 def _keeps_state_on_error(method):
@@ -82,28 +89,60 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     _parameter_constraints: dict = {
         "init": [StrOptions(set(INITIALISERS)), "array-like"],
         "algorithm": [StrOptions({"batch", "ema"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "decay": [Interval(Real, 0, 1, closed="left")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "initial_count": [Interval(Real, 0, None, closed="left")],
-        "update": [StrOptions({"all", "active"})],
+        **EMA_CONSTRAINTS,
         "random_state": ["random_state"],
     }
 
-    # ------------------------------------------------------------ hooks
+    # The parameters that fix the number and places of the codes: they
+    # cannot change once there is a codebook.
+    _grid_parameters: tuple = ()
 
-    def _codebook_size(self) -> int:
+    # ------------------------------------------------------------ settings
+
+    def _schedule_from_params(self) -> NeighbourhoodSchedule:
+        """The neighbourhood schedule the parameters describe (length
+        ``schedule_steps``, or None for the run's)."""
         raise NotImplementedError
 
-    def _grid(self) -> Grid:
-        raise NotImplementedError
+    def _settings_from_params(self):
+        return self._schedule_from_params(), EMAConstants(
+            self.decay, self.epsilon, self.initial_count, self.update
+        )
 
-    def _neighbourhood_at(self, step, n_steps, xp, dtype, device) -> Neighbourhood:
-        return Neighbourhood()
+    def _remember_params(self):
+        """Note the parameter objects the settings were built from."""
+        names = tuple(self._get_param_names())
+        self._settings_params = (operator.itemgetter(*names), names, operator.itemgetter(*names)(self.__dict__))
 
-    def _check_params(self, X):
-        """Checks that need the data or several parameters at once."""
+    def _follow_params(self):
+        """Settings for a later ``partial_fit``: the kept ones while no
+        parameter has been reassigned (one identity test per parameter, a
+        microsecond in all), else the new parameters validated and applied.
+
+        Parameters that place the codes cannot change under a codebook:
+        that raises a ValueError naming them, and nothing changes.
+        """
+        read, names, values = self._settings_params
+        if all(map(operator.is_, read(self.__dict__), values)):
+            return
+        seen = dict(zip(names, values))
+        self._validate_params()  # a ValueError naming the parameter
+        fitted = self.neighbourhood_schedule_
+        schedule, ema = self._settings_from_params()
+        if schedule.grid != fitted.grid:
+            changed = [name for name in self._grid_parameters if getattr(self, name) is not seen[name]]
+            raise ValueError(
+                f"{', '.join(changed)} changed after fitting, but the codebook has {fitted.grid.n_codes} "
+                f"codes on a grid of shape {fitted.grid.shape}: set them back, or call fit to start "
+                f"a new codebook."
+            )
+        # A schedule of no given length keeps the length it had (fit's run
+        # or the stream's): continuing, not restarting.
+        self.neighbourhood_schedule_ = schedule.over(fitted.length)
+        self._ema = ema
+        self._remember_params()
 
     # -------------------------------------------------------- validation
 
@@ -150,25 +189,10 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         with np.errstate(over="ignore", invalid="ignore"):
             return bool(np.isfinite(np.sum(X)))
 
-    def _initial_codebook(self, X, rng, sample_weight):
+    def _initial_codebook(self, X, rng, sample_weight, grid: Grid):
         if isinstance(self.init, str):
-            return INITIALISERS[self.init](X, self._codebook_size(), rng, sample_weight, self._grid())
-        return self._given_codebook(namespace(X), X.shape[1], X.dtype, device_of(X))
-
-    def _given_codebook(self, xp, n_features, dtype, device):
-        """A copy of the ``init`` array, checked and moved to ``xp``."""
-        n_codes = self._codebook_size()
-        init = move_to(xp, np.asarray(self.init) if isinstance(self.init, list) else self.init, dtype=dtype, device=device)
-        if tuple(init.shape) != (n_codes, n_features):
-            raise ValueError(
-                f"init array has shape {tuple(init.shape)}; expected (n_codes, n_features) = "
-                f"({n_codes}, {n_features})."
-            )
-        return xp.asarray(init, copy=True)
-
-    def _schedule_length(self, default):
-        steps = getattr(self, "schedule_steps", None)
-        return default if steps is None else steps
+            return INITIALISERS[self.init](X, grid.n_codes, rng, sample_weight, grid)
+        return codes_from_array(self.init, grid.n_codes, X.shape[1], xp=namespace(X), dtype=X.dtype, device=device_of(X))
 
     # ------------------------------------------------------------ fitting
 
@@ -181,121 +205,166 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         algorithm over all data (Lloyd's k-means when there is no
         neighbourhood); ``algorithm='ema'`` runs ``max_iter`` epochs of
         mini-batch EMA steps in shuffled order.  The neighbourhood schedule
-        spans the whole run.
+        spans the whole run, and a later ``partial_fit`` continues it from
+        where the run ended.
+
+        ``max_iter=0`` trains nothing: the codebook is ``init`` (an array,
+        e.g. one trained elsewhere, or any initialiser), with EMA statistics
+        consistent with it and ``labels_``, ``inertia_`` from one assignment
+        pass, so ``partial_fit`` can continue from it, with the schedule of
+        a stream (from ``sigma`` over ``schedule_steps`` steps, 1000 if
+        unset).
 
         ``X`` may be a Dask array: the statistics of every iteration are
         then computed on the workers, chunk by chunk, and only K-sized sums
         return (see :mod:`sklearn_ksom._dask` for what each ``init`` and
         ``algorithm`` does there).
         """
+        schedule, ema = self._settings_from_params()
+        rng = check_random_state(self.random_state)
         if is_dask_array(X):
             from . import _dask  # dask is an optional extra
 
-            return _dask.fit(self, X, sample_weight)
-        X = self._validate(X, reset=True)
-        xp = namespace(X)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        self._check_params(X)
-        rng = check_random_state(self.random_state)
-        codebook = self._initial_codebook(X, rng, sample_weight)
-        state = initial_state(codebook, float(self.initial_count))
-        device = device_of(X)
-        n_samples = X.shape[0]
-
-        if self.algorithm == "batch":
-            latest = [None]
-
-            def statistics(codebook):
-                # The last call is on the final codebook: its assignment
-                # gives labels_, with no extra pass over the data.
-                latest[0] = assign(X, codebook)
-                return assignment_statistics(X, latest[0], codebook.shape[0], sample_weight)
-
-            state, error = self._batch_iterations(codebook, statistics, float(xp.sum(sample_weight)))
-            labels = latest[0].first
-            n_updates = self.max_iter
+            fitted = _dask.fit(
+                X, sample_weight, schedule, ema, init=self.init, algorithm=self.algorithm,
+                max_iter=self.max_iter, batch_size=self.batch_size, rng=rng,
+            )  # fmt: skip
+            self.n_features_in_ = fitted.state.codebook.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # Dask arrays carry no column names
         else:
-            batches_per_epoch = math.ceil(n_samples / self.batch_size)
-            n_steps = self._schedule_length(self.max_iter * batches_per_epoch)
-            step = 0
-            for _ in range(self.max_iter):
-                order = move_to(xp, rng.permutation(n_samples), device=device)
-                state = self._ema_steps(state, X, sample_weight, order, step, n_steps)
-                step += batches_per_epoch
-            n_updates = step
-            assignment = assign(X, state.codebook)
-            labels = assignment.first
-            error = xp.sum(assignment.squared_distance * sample_weight)
-
-        return self._set_fitted(state, labels, float(error), n_updates, rng)
-
-    def _set_fitted(self, state, labels, inertia, n_updates, rng):
-        # fit's last neighbourhood is not partial_fit's next: let it go.
-        self.__dict__.pop("_last_neighbourhood", None)
-        self._store(state)
-        self.labels_ = labels
-        self.inertia_ = inertia
+            X = self._validate(X, reset=True)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
+            if self.algorithm == "ema" and self.max_iter > 0:
+                fitted = self._fit_ema(X, sample_weight, codebook, schedule, ema, rng)
+            else:
+                fitted = self._fit_batch(X, sample_weight, codebook, schedule, ema)
+        self._set_fitted(fitted.state, fitted.schedule, ema, rng)
+        self.labels_ = fitted.labels
+        self.inertia_ = fitted.inertia
         self.n_iter_ = self.max_iter
-        self.n_steps_ = n_updates
-        self._random_state = rng
+        self.n_steps_ = fitted.n_steps
         return self
 
-    def _batch_iterations(self, codebook, statistics, total_weight):
-        """Kohonen's batch algorithm, ``max_iter`` iterations from ``codebook``.
-
-        ``statistics(codebook)`` returns the whole data's (counts, sums,
-        squared error), however it is computed (in memory, or reduced over
-        a cluster's chunks).  Returns the final EMA state and the squared
-        error of the data on the final codebook.
-        """
-        xp = namespace(codebook)
-        dtype, device = codebook.dtype, device_of(codebook)
-        n_steps = self._schedule_length(self.max_iter)
-        for iteration in range(self.max_iter):
-            counts, sums, _ = statistics(codebook)
-            P = self._neighbourhood_at(iteration, n_steps, xp, dtype, device)
-            codebook = batch_som_update(codebook, counts, sums, P)
-        # Leave EMA statistics consistent with the result, in per-batch
-        # units, so partial_fit can continue from a batch fit.
-        counts, _, error = statistics(codebook)
-        counts = counts * (min(self.batch_size, total_weight) / total_weight)
-        return EMAState(codebook, counts, xp.reshape(counts, (-1, 1)) * codebook), error
-
-    def _ema_steps(self, state, X, sample_weight, order, step, n_steps):
-        """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows
-        a step, the first being update step ``step`` of ``n_steps``."""
+    def _fit_batch(self, X, sample_weight, codebook, schedule, ema):
+        """Kohonen's batch algorithm over ``X`` in memory (no iteration for
+        ``max_iter=0``)."""
         xp = namespace(X)
-        for start in range(0, order.shape[0], self.batch_size):
-            rows = order[start : min(start + self.batch_size, order.shape[0])]
-            state, _ = ema_step(
-                state,
-                xp.take(X, rows, axis=0),
-                self._neighbourhood_at(step, n_steps, xp, X.dtype, device_of(X)),
-                decay=self.decay,
-                epsilon=self.epsilon,
-                update_all=self.update == "all",
-                sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
+
+        def statistics(codebook):
+            # Each pass's assignment comes back too: the last one, on the
+            # final codebook, gives labels_ with no extra pass.
+            assignment = assign(X, codebook)
+            return (*assignment_statistics(X, assignment, codebook.shape[0], sample_weight), assignment.first)
+
+        schedule = schedule.over(self.max_iter) if self.max_iter else schedule
+        codebook, (counts, _, error, labels) = batch_som(statistics, codebook, schedule, self.max_iter)
+        state = resting_state(
+            codebook, counts, batch_size=self.batch_size, total_weight=float(xp.sum(sample_weight)),
+            initial_count=ema.initial_count,
+        )  # fmt: skip
+        return FitResult(state, labels, float(error), self.max_iter, schedule)
+
+    def _fit_ema(self, X, sample_weight, codebook, schedule, ema, rng):
+        """``max_iter`` epochs of mini-batch EMA (KSOM) steps over ``X``."""
+        xp = namespace(X)
+        schedule = schedule.over(self.max_iter * math.ceil(X.shape[0] / self.batch_size))
+        state, n_steps = ema_epochs(
+            initial_state(codebook, ema.initial_count), X, schedule, ema,
+            batch_size=self.batch_size, n_epochs=self.max_iter, rng=rng, sample_weight=sample_weight,
+        )  # fmt: skip
+        assignment = assign(X, state.codebook)
+        inertia = float(xp.sum(assignment.squared_distance * sample_weight))
+        return FitResult(state, assignment.first, inertia, n_steps, schedule)
+
+    def _set_fitted(self, state: EMAState, schedule: NeighbourhoodSchedule, ema: EMAConstants, rng):
+        self.cluster_centers_ = state.codebook
+        self.counts_ = state.counts
+        self.sums_ = state.sums
+        self._n_features_out = state.codebook.shape[0]
+        self.neighbourhood_schedule_ = schedule
+        self._ema = ema
+        self._random_state = rng
+        self._remember_params()
+
+    @classmethod
+    def from_state(cls, codebook, counts, sums, *, n_steps=0, **params):
+        """A fitted estimator from a trained codebook and its EMA statistics.
+
+        The public way in for a state trained elsewhere, e.g. a torch
+        layer's buffers (:meth:`torch_adapter.KohonenVQ.to_estimator`) or a
+        checkpoint: ``partial_fit`` continues it at update step
+        ``n_steps``.  The arrays are copied; ``params`` are the estimator's
+        parameters.  There is no ``labels_`` or ``inertia_`` (no data was
+        seen); to start from a codebook *and* data, use ``init=codebook``
+        with ``max_iter=0`` in ``fit``.
+
+        Parameters
+        ----------
+        codebook : array of shape (K, D)
+        counts : array of shape (K,)
+            EMA counts N_k, finite and >= 0.
+        sums : array of shape (K, D)
+            EMA sums M.
+        n_steps : int, default=0
+            Update steps the state has taken (where its width schedule is).
+        **params
+            The estimator's parameters.
+        """
+        estimator = cls(**params)
+        estimator._validate_params()
+        schedule, ema = estimator._settings_from_params()
+        xp = namespace(codebook)
+        codebook = xp.asarray(codebook, copy=True)
+        n_codes = schedule.grid.n_codes
+        if codebook.ndim != 2 or codebook.shape[0] != n_codes or codebook.dtype not in (xp.float32, xp.float64):
+            raise ValueError(
+                f"codebook must be a float32 or float64 array of shape (n_codes, n_features) with "
+                f"n_codes={n_codes}; got shape {tuple(codebook.shape)}, dtype {codebook.dtype}."
             )
-            step += 1
-        return state
+        counts = xp.astype(xp.asarray(counts, copy=True, device=device_of(codebook)), codebook.dtype)
+        sums = xp.astype(xp.asarray(sums, copy=True, device=device_of(codebook)), codebook.dtype)
+        if tuple(counts.shape) != (n_codes,) or tuple(sums.shape) != tuple(codebook.shape):
+            raise ValueError(
+                f"counts and sums must have shapes ({n_codes},) and {tuple(codebook.shape)}; got "
+                f"{tuple(counts.shape)} and {tuple(sums.shape)}."
+            )
+        if not bool(xp.all(xp.isfinite(codebook)) & xp.all(xp.isfinite(sums)) & xp.all(xp.isfinite(counts))):
+            raise ValueError("codebook, counts and sums must be finite; got NaN or infinity.")
+        if bool(xp.any(counts < 0)):
+            raise ValueError("counts must be >= 0.")
+        if not (isinstance(n_steps, Integral) and n_steps >= 0):
+            raise ValueError(f"n_steps must be an int >= 0, got {n_steps!r}.")
+        estimator._set_fitted(EMAState(codebook, counts, sums), schedule, ema, check_random_state(estimator.random_state))
+        estimator.n_features_in_ = codebook.shape[1]
+        estimator.n_iter_ = 0
+        estimator.n_steps_ = int(n_steps)
+        return estimator
 
     @_keeps_state_on_error
     def partial_fit(self, X, y=None, sample_weight=None):
         """One EMA (KSOM) step on the batch ``X``.
 
         The first call initialises the codebook from this batch; later calls
-        continue the step counter, the RNG and the neighbourhood schedule
-        (which then reaches its end after ``schedule_steps`` steps, 1000 if
-        unset).  ``labels_`` and ``inertia_`` describe this batch's
-        assignment, made before the update.
+        continue the step counter, the RNG and the neighbourhood schedule:
+        after ``fit``, from where the fit ended; on a stream, over
+        ``schedule_steps`` steps (1000 if unset).  ``labels_`` and
+        ``inertia_`` describe this batch's assignment, made before the
+        update.
+
+        Parameters changed between calls (``set_params``) are validated and
+        applied; those that place the codes (``grid_shape``, ``hexagonal``,
+        ``toroidal``, ``n_clusters``) cannot change under a codebook, and
+        changing them raises a ValueError.  A failed call changes nothing.
         """
         if not hasattr(self, "cluster_centers_"):
             return self._first_partial_fit(X, sample_weight)
         # Later calls skip scikit-learn's fit context: on a fitted estimator
-        # it would only skip the parameter validation again, at a cost of
-        # 3 % of a training step.  As in scikit-learn (MiniBatchKMeans),
-        # parameters are validated on the first call only; validating them
-        # on every call would cost 70 us, 10 % of a step at the SPEC shape.
+        # it would validate every parameter again, 10 % of a step at the
+        # reference shape.  Parameters are re-validated only when one was
+        # reassigned since the last call.
+        self._follow_params()
         return self._partial_fit(X, sample_weight, first_call=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -308,39 +377,29 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         if sample_weight is not None or first_call:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if first_call:
-            self._check_params(X)
-            self._random_state = check_random_state(self.random_state)
-            codebook = self._initial_codebook(X, self._random_state, sample_weight)
-            state = initial_state(codebook, float(self.initial_count))
-            step = 0
-        else:
-            state = EMAState(self.cluster_centers_, self.counts_, self.sums_)
-            step = self.n_steps_
-        P = self._neighbourhood_at(
-            step, self._schedule_length(DEFAULT_STREAM_STEPS), xp, X.dtype, device_of(X)
-        )
-        state, assignment = ema_step(
-            state,
+            schedule, ema = self._settings_from_params()
+            rng = check_random_state(self.random_state)
+            codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
+            self._set_fitted(initial_state(codebook, ema.initial_count), schedule, ema, rng)
+            self.n_steps_ = 0
+            self.n_iter_ = 0
+        ema = self._ema
+        step = ema_step(
+            EMAState(self.cluster_centers_, self.counts_, self.sums_),
             X,
-            P,
-            decay=self.decay,
-            epsilon=self.epsilon,
-            update_all=self.update == "all",
+            self.neighbourhood_schedule_.at(self.n_steps_, xp=xp, dtype=X.dtype, device=device_of(X)),
+            decay=ema.decay,
+            epsilon=ema.epsilon,
+            update_all=ema.update_all,
             sample_weight=sample_weight,
+            xp=xp,
         )
-        self._store(state)
-        self.labels_ = assignment.first
-        error = assignment.squared_distance
+        self.cluster_centers_, self.counts_, self.sums_ = step.state
+        self.labels_ = step.assignment.first
+        error = step.assignment.squared_distance
         self.inertia_ = float(xp.sum(error if sample_weight is None else error * sample_weight))
-        self.n_steps_ = step + 1
-        self.n_iter_ = getattr(self, "n_iter_", 0) if not first_call else 0
+        self.n_steps_ += 1
         return self
-
-    def _store(self, state: EMAState):
-        self.cluster_centers_ = state.codebook
-        self.counts_ = state.counts
-        self.sums_ = state.sums
-        self._n_features_out = state.codebook.shape[0]
 
     # --------------------------------------------------------- inference
 
@@ -408,7 +467,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
 _EMA_PARAMETERS_DOC = """
     decay : float, default=0.99
-        EMA decay gamma of the counts and sums (SPEC section 1).
+        EMA decay gamma of the counts and sums (docs/design.md section 2).
     epsilon : float, default=1e-5
         Laplace smoothing constant of the counts.
     initial_count : float, default=1.0
@@ -441,7 +500,9 @@ class EMAQuantizer(_BaseQuantizer):
         How ``fit`` trains: mini-batch EMA epochs, or full-batch Lloyd
         iterations.  ``partial_fit`` always takes one EMA step.
     max_iter : int, default=20
-        Epochs ('ema') or iterations ('batch') of ``fit``.
+        Epochs ('ema') or iterations ('batch') of ``fit``; 0 takes the
+        ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
+        statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
         Mini-batch size of ``fit`` with ``algorithm='ema'``.
     {_EMA_PARAMETERS_DOC}
@@ -463,6 +524,9 @@ class EMAQuantizer(_BaseQuantizer):
         Epochs or iterations run by ``fit``.
     n_steps_ : int
         Codebook updates made so far.
+    neighbourhood_schedule_ : NeighbourhoodSchedule
+        The settings of the updates (here P = I at every step), shared with
+        :class:`torch_adapter.EMAVQ`.
 
     Examples
     --------
@@ -506,11 +570,10 @@ class EMAQuantizer(_BaseQuantizer):
         self.update = update
         self.random_state = random_state
 
-    def _codebook_size(self):
-        return self.n_clusters
+    _grid_parameters = ("n_clusters",)
 
-    def _grid(self):
-        return Grid((self.n_clusters,))
+    def _schedule_from_params(self):
+        return NeighbourhoodSchedule(Grid((self.n_clusters,)), "none")
 
 
 class KohonenQuantizer(_BaseQuantizer):
@@ -561,7 +624,8 @@ class KohonenQuantizer(_BaseQuantizer):
         The paper's shrink speed tau of the 'inverse' schedule.
     schedule_steps : int, default=None
         Steps over which the 'exponential' and 'linear' schedules run:
-        the whole run in ``fit``, 1000 steps for ``partial_fit``.
+        the whole run in ``fit`` (a later ``partial_fit`` continues from
+        where the fit ended), 1000 steps for ``partial_fit`` from scratch.
     init : {{'pca', 'random', 'sample', 'k-means++'}} or array of shape (K, D), default='pca'
         Starting codebook; 'pca' lays the grid on the plane of the first
         principal components.
@@ -570,7 +634,9 @@ class KohonenQuantizer(_BaseQuantizer):
         iteration, or mini-batch EMA epochs.  ``partial_fit`` always takes
         one EMA step.
     max_iter : int, default=20
-        Iterations ('batch') or epochs ('ema') of ``fit``.
+        Iterations ('batch') or epochs ('ema') of ``fit``; 0 takes the
+        ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
+        statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
         Mini-batch size of ``fit`` with ``algorithm='ema'``.
     {_EMA_PARAMETERS_DOC}
@@ -590,6 +656,9 @@ class KohonenQuantizer(_BaseQuantizer):
         Sum of squared distances of the training samples to their codes.
     n_iter_, n_steps_ : int
         Iterations or epochs of ``fit``; codebook updates so far.
+    neighbourhood_schedule_ : NeighbourhoodSchedule
+        Grid, kernel, widths and schedule of the updates: P(t) at update
+        step t is ``neighbourhood_schedule_.at(t)``.
 
     Examples
     --------
@@ -608,12 +677,7 @@ class KohonenQuantizer(_BaseQuantizer):
         "grid_shape": ["array-like", Interval(Integral, 1, None, closed="left")],
         "hexagonal": ["boolean"],
         "toroidal": ["boolean"],
-        "neighbourhood": [StrOptions(set(NEIGHBOURHOODS)), callable],
-        "sigma": [Interval(Real, 0, None, closed="neither"), None],
-        "sigma_end": [Interval(Real, 0, None, closed="neither"), None],
-        "schedule": [StrOptions(set(SCHEDULES)), callable],
-        "shrink": [Interval(Real, 0, None, closed="left")],
-        "schedule_steps": [Interval(Integral, 1, None, closed="left"), None],
+        **{name: SCHEDULE_CONSTRAINTS[field] for name, field in SCHEDULE_PARAMETERS.items()},
     }
 
     def __init__(
@@ -657,40 +721,18 @@ class KohonenQuantizer(_BaseQuantizer):
         self.update = update
         self.random_state = random_state
 
-    def _grid(self):
-        return Grid(tuple(np.atleast_1d(self.grid_shape)), self.hexagonal, self.toroidal)
+    _grid_parameters = ("grid_shape", "hexagonal", "toroidal")
 
-    def _codebook_size(self):
-        return self._grid().n_codes
+    def _schedule_from_params(self):
+        return NeighbourhoodSchedule.from_parameters(
+            Grid(tuple(np.atleast_1d(self.grid_shape)), self.hexagonal, self.toroidal),
+            caller=type(self).__name__,
+            **{name: getattr(self, name) for name in SCHEDULE_PARAMETERS},
+        )
 
-    def _check_params(self, X):
-        self.grid_ = self._grid()
-
-    def _widths(self):
-        kernel = KERNELS.get(self.neighbourhood, KERNELS["gaussian"]) if isinstance(self.neighbourhood, str) else KERNELS["gaussian"]
-        start = kernel.default_width(self.grid_) if self.sigma is None else float(self.sigma)
-        end = min(kernel.default_end, start) if self.sigma_end is None else float(self.sigma_end)
-        return start, end
-
-    def _neighbourhood_at(self, step, n_steps, xp, dtype, device):
-        start, end = self._widths()
-        width = width_at(self.schedule, step, n_steps, start, end, self.shrink)
-        # Once the schedule has reached its end width (a long stream), P
-        # stays the same: keep the last one rather than rebuild it every
-        # step (a dense K x K kernel costs K^2 exponentials).
-        key = (self.grid_, self.neighbourhood, width, xp, dtype, device)
-        memo = getattr(self, "_last_neighbourhood", None)
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        P = neighbourhood(self.grid_, self.neighbourhood, width, xp=xp, dtype=dtype, device=device)
-        self._last_neighbourhood = (key, P)
-        return P
-
-    def __getstate__(self):
-        # The memo holds a namespace module and is rebuilt on demand.
-        state = super().__getstate__()
-        state.pop("_last_neighbourhood", None)
-        return state
+    def _set_fitted(self, state, schedule, ema, rng):
+        super()._set_fitted(state, schedule, ema, rng)
+        self.grid_ = schedule.grid
 
     def project(self, X):
         """Grid index of each sample's nearest code, shape (n_samples, n_axes).

@@ -3,7 +3,8 @@
 Each function returns a (K, D) codebook in the namespace and on the device
 of ``X``.  Random numbers come from a NumPy ``RandomState`` on the host (the
 array API has no RNG); only the drawn numbers travel to the device, never
-the data back to the host.
+the data back to the host.  The starts are described in docs/design.md
+section 7.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ def random_codes(X, n_codes, rng, sample_weight=None, grid=None):
 
     For standardised data this is the reference code's W ~ N(0, 1).
     """
-    mean, std = _weighted_mean_std(X, sample_weight)
-    return codes_around(mean, std, n_codes, rng)
+    mean = weighted_mean(X, sample_weight)
+    variance = weighted_covariance(X, mean, sample_weight, diagonal=True)
+    return codes_around(mean, namespace(X).sqrt(variance), n_codes, rng)
 
 
 def codes_around(mean, std, n_codes, rng):
@@ -64,14 +66,8 @@ def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
     deterministic, already ordered).  A grid with more axes than X has
     features repeats the last available component as zero spread.
     """
-    xp = namespace(X)
-    mean, _ = _weighted_mean_std(X, sample_weight)
-    centred = X - mean
-    if sample_weight is not None:
-        weights = sample_weight / xp.sum(sample_weight)
-    else:
-        weights = xp.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=device_of(X))
-    covariance = xp.matmul(xp.matrix_transpose(centred * xp.reshape(weights, (-1, 1))), centred)
+    mean = weighted_mean(X, sample_weight)
+    covariance = weighted_covariance(X, mean, sample_weight)
     return codes_on_principal_plane(mean, covariance, grid if grid is not None else Grid((n_codes,)))
 
 
@@ -141,13 +137,38 @@ INITIALISERS = {
 }
 
 
-def _weighted_mean_std(X, sample_weight):
-    xp = namespace(X)
+def weighted_mean(X, sample_weight=None):
+    """sum_i w_i x_i / sum_i w_i, shape (D,); lazy for a Dask array."""
+    xp = namespace(X, sample_weight)
     if sample_weight is None:
-        mean = xp.mean(X, axis=0)
-        variance = xp.mean((X - mean) ** 2, axis=0)
+        return xp.mean(X, axis=0)
+    return xp.sum(X * xp.reshape(sample_weight, (-1, 1)), axis=0) / xp.sum(sample_weight)
+
+
+def weighted_covariance(X, mean, sample_weight=None, *, diagonal: bool = False):
+    """sum_i w_i (x_i - m)(x_i - m)^T / sum_i w_i around ``mean`` m, (D, D).
+
+    ``diagonal=True`` gives only its diagonal, the per-feature variances
+    (D,), without the D x D product.  Lazy for a Dask array: the 'pca' and
+    'random' starts in memory and on a cluster are this one function.
+    """
+    xp = namespace(X, sample_weight)
+    centred = X - mean
+    if sample_weight is None:
+        scaled = centred / X.shape[0]
     else:
-        w = xp.reshape(sample_weight / xp.sum(sample_weight), (-1, 1))
-        mean = xp.sum(w * X, axis=0)
-        variance = xp.sum(w * (X - mean) ** 2, axis=0)
-    return mean, xp.sqrt(variance)
+        scaled = centred * xp.reshape(sample_weight / xp.sum(sample_weight), (-1, 1))
+    if diagonal:
+        return xp.sum(scaled * centred, axis=0)
+    return xp.matmul(xp.matrix_transpose(scaled), centred)
+
+
+def codes_from_array(init, n_codes, n_features, *, xp, dtype, device=None):
+    """A copy of a given starting codebook ``init``, checked and moved to ``xp``."""
+    codebook = move_to(xp, np.asarray(init) if isinstance(init, list) else init, dtype=dtype, device=device)
+    if tuple(codebook.shape) != (n_codes, n_features):
+        raise ValueError(
+            f"init array has shape {tuple(codebook.shape)}; expected (n_codes, n_features) = "
+            f"({n_codes}, {n_features})."
+        )
+    return xp.asarray(codebook, copy=True)

@@ -1,10 +1,9 @@
 """Pictures of a fitted map (matplotlib, an optional dependency).
 
-- :func:`distance_map`: the U-matrix, each code's mean distance to its grid
-  neighbours (light = a cluster's inside, dark = a border between clusters).
 - :func:`plot_distance_map`, :func:`plot_hits`, :func:`plot_component_planes`:
   the usual SOM views of a fitted :class:`~sklearn_ksom.KohonenQuantizer`
-  with a 2-D grid (rectangular or hexagonal).
+  with a 2-D grid (rectangular or hexagonal).  The U-matrix itself is
+  :func:`sklearn_ksom.metrics.distance_map`.
 """
 
 from __future__ import annotations
@@ -12,19 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._array_api import to_numpy
+from .metrics import distance_map
 from .topology import Grid
-
-
-def distance_map(codebook, grid: Grid) -> np.ndarray:
-    """Mean distance of each code to its adjacent codes, shape ``grid.shape``.
-
-    Adjacent as in the topographic error (:attr:`Grid.neighbour_radius`).
-    """
-    codebook = np.asarray(to_numpy(codebook), dtype=np.float64)
-    adjacent = (grid.distances() <= grid.neighbour_radius) & ~np.eye(grid.n_codes, dtype=bool)
-    code_distances = np.sqrt(((codebook[:, None, :] - codebook[None, :, :]) ** 2).sum(-1))
-    n_neighbours = np.maximum(adjacent.sum(1), 1)
-    return ((code_distances * adjacent).sum(1) / n_neighbours).reshape(grid.shape)
 
 
 def _plt():

@@ -4,10 +4,16 @@ A :class:`Grid` places K codes on a rectangular grid of any dimension, or on
 a hexagonal 2-D grid, optionally wrapped into a torus.  A neighbourhood
 kernel turns grid distances and a width into weights; a width schedule
 shrinks the width over the update steps.  :func:`neighbourhood` combines the
-three into a :class:`Neighbourhood`, the matrix P(t) of SPEC section 1 in the
-form that is cheapest to apply to K-sized statistics: a Kronecker product of
-small per-axis matrices where the kernel factorises over the grid's axes, a
-dense K x K matrix otherwise.  No N x K x K array is ever formed.
+three into a :class:`Neighbourhood`, the matrix P(t) of
+docs/design.md section 3 in the form that is cheapest to apply to K-sized
+statistics: a Kronecker product of small per-axis matrices where the kernel
+factorises over the grid's axes, a dense K x K matrix otherwise.  No
+N x K x K array is ever formed.
+
+:class:`NeighbourhoodSchedule` is the public, validated settings object the
+estimators and the torch layers share: grid, kernel, widths (with each
+kernel's defaults), schedule and its length, and ``at(step)``, the P(t) of
+an update step.
 
 The grid geometry is static and small, so it is computed with NumPy on the
 host; only the neighbourhood weights travel to the statistics' device.
@@ -16,17 +22,25 @@ host; only the neighbourhood weights travel to the statistics' device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
+from numbers import Integral, Real
 from typing import Callable
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
 from ._array_api import device_of, move_to, namespace
 
 # Largest dense neighbourhood matrix (entries) built before refusing: 2**28
 # float32 entries are 1 GiB.  Separable kernels never build one.
 MAX_DENSE_ENTRIES = 2**28
+
+# A stream of unknown length (partial_fit, the torch layers): the
+# exponential and linear schedules reach their end width after this many
+# steps (the paper's Gaussian neighbourhood fades within about 1000 steps,
+# docs/design.md section 5).
+DEFAULT_STREAM_STEPS = 1000
 
 
 # --------------------------------------------------------------------- grids
@@ -53,7 +67,12 @@ class Grid:
     toroidal: bool = False
 
     def __post_init__(self):
-        shape = tuple(int(s) for s in np.atleast_1d(self.shape))
+        given = np.atleast_1d(self.shape)
+        if given.ndim != 1 or not all(isinstance(s, Integral) for s in given.tolist()):
+            raise ValueError(
+                f"grid_shape must be a non-empty tuple of positive ints, got {self.shape!r}."
+            )
+        shape = tuple(int(s) for s in given.tolist())
         if not shape or any(s < 1 for s in shape):
             raise ValueError(
                 f"grid_shape must be a non-empty tuple of positive ints, got {self.shape!r}."
@@ -178,7 +197,7 @@ def _gaussian(d, width):
 
 
 def _exponential(d, width):
-    """The paper's 'Gaussian' exp(-d / b'), d not squared (SPEC section 1).
+    """The paper's 'Gaussian' exp(-d / b'), d not squared (docs/design.md section 4).
 
     With width b / (1 + tau t) this is exactly exp(-d (1 + tau t) / b).
     """
@@ -252,7 +271,7 @@ def width_at(schedule, step, n_steps, start, end, shrink) -> float:
 
 @dataclass
 class Neighbourhood:
-    """P(t) as a linear operator on K-sized statistics (SPEC section 1).
+    """P(t) as a linear operator on K-sized statistics (docs/design.md section 3).
 
     ``P = scale * (F_1 kron F_2 kron ...) + identity * I`` when ``factors``
     is set, ``P = dense`` otherwise, or ``P = I`` when both are None.
@@ -269,13 +288,14 @@ class Neighbourhood:
     def is_identity(self) -> bool:
         return self.factors is None and self.dense is None
 
-    def spread(self, stats, xp):
+    def spread(self, stats, *, xp=None):
         """Return P^T @ stats for stats of shape (K,) or (K, D).
 
         n = colsum(E) P and E~^T Z = P^T E^T Z are both this product.
         """
         if self.is_identity:
             return stats
+        xp = namespace(stats) if xp is None else xp
         if self.dense is not None:
             return xp.matmul(xp.matrix_transpose(self.dense), stats)
         vector = stats.ndim == 1
@@ -295,7 +315,7 @@ class Neighbourhood:
         return xp.reshape(out, (-1,)) if vector else out
 
 
-def neighbourhood(
+def neighbourhood_operator(
     grid: Grid,
     kernel,
     width: float,
@@ -348,7 +368,186 @@ def _distances_on(grid: Grid, axis, xp, dtype, device):
 
 
 def dense_matrix(grid: Grid, kernel, width: float) -> np.ndarray:
-    """P as a NumPy K x K matrix, whichever form :func:`neighbourhood` picks."""
+    """P as a NumPy K x K matrix, whichever form :func:`neighbourhood_operator` picks."""
     if kernel == "none":
         return np.eye(grid.n_codes)
-    return np.asarray(neighbourhood(grid, kernel, width, dense=True).dense)
+    return np.asarray(neighbourhood_operator(grid, kernel, width, dense=True).dense)
+
+
+# ------------------------------------------------- the neighbourhood schedule
+
+# What each setting of a schedule may be, declared once: the estimators take
+# these constraints for their parameters of the same meaning.
+SCHEDULE_CONSTRAINTS = {
+    "kernel": [StrOptions(set(NEIGHBOURHOODS)), callable],
+    "sigma": [Interval(Real, 0, None, closed="neither"), None],
+    "sigma_end": [Interval(Real, 0, None, closed="neither"), None],
+    "schedule": [StrOptions(set(SCHEDULES)), callable],
+    "shrink": [Interval(Real, 0, None, closed="left")],
+    "n_steps": [Interval(Integral, 1, None, closed="left"), None],
+}
+
+
+# The estimators' and layers' parameter for each setting of a schedule.
+SCHEDULE_PARAMETERS = {
+    "neighbourhood": "kernel",
+    "sigma": "sigma",
+    "sigma_end": "sigma_end",
+    "schedule": "schedule",
+    "shrink": "shrink",
+    "schedule_steps": "n_steps",
+}
+
+
+@dataclass(frozen=True)
+class NeighbourhoodSchedule:
+    """The neighbourhood P(t) of every update step t, validated once.
+
+    One object holds what the estimators and the torch layers need to
+    spread a step's statistics: the grid, the kernel, its start and end
+    widths and the schedule between them (docs/design.md sections 3 to 5).
+    It is immutable, picklable and compares by value, so an estimator can
+    tell cheaply whether its parameters still describe it.
+
+    Parameters
+    ----------
+    grid : Grid
+        Where the codes sit.
+    kernel : str or callable, default='gaussian'
+        A name of :data:`KERNELS`, ``'none'`` (P = I) or a callable
+        ``f(d, width)`` on arrays of grid distances (the estimators'
+        ``neighbourhood`` parameter).
+    sigma : float, default=None
+        Start width; None takes the kernel's default for ``grid`` (half the
+        largest grid side for 'gaussian' and 'bubble', 10 for
+        'exponential', 1 for 'hard').
+    sigma_end : float, default=None
+        End width of the 'exponential' and 'linear' schedules; None takes the
+        kernel's default (0.5, 0.01 for 'hard'), capped at the start width.
+    schedule : {'exponential', 'linear', 'inverse'} or callable, default='exponential'
+        How the width shrinks; a callable gets
+        ``(step, n_steps, start, end, shrink)`` and returns the width.
+    shrink : float, default=0.1
+        The paper's shrink speed tau of the 'inverse' schedule.
+    n_steps : int, default=None
+        Steps over which the 'exponential' and 'linear' schedules run; None
+        means "the run's length" (see :meth:`over`), or
+        :data:`DEFAULT_STREAM_STEPS` for a stream of unknown length.
+
+    Examples
+    --------
+    >>> from sklearn_ksom.topology import Grid, NeighbourhoodSchedule
+    >>> schedule = NeighbourhoodSchedule(Grid((4, 4)), "gaussian", n_steps=10)
+    >>> schedule.start, schedule.end
+    (2.0, 0.5)
+    >>> round(schedule.width(9), 3)
+    0.5
+    >>> schedule.at(0).spread(np.eye(16)).shape
+    (16, 16)
+    """
+
+    grid: Grid
+    kernel: object = "gaussian"
+    sigma: float | None = None
+    sigma_end: float | None = None
+    schedule: object = "exponential"
+    shrink: float = 0.1
+    n_steps: int | None = None
+    # The last P built, for the step that asks again (once a schedule has
+    # reached its end width, every step): not part of the value.
+    _last: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.grid, Grid):
+            raise TypeError(f"grid must be a Grid, got {type(self.grid).__name__}.")
+        validate_parameter_constraints(
+            SCHEDULE_CONSTRAINTS,
+            {name: getattr(self, name) for name in SCHEDULE_CONSTRAINTS},
+            caller_name=type(self).__name__,
+        )
+
+    @classmethod
+    def from_parameters(cls, grid: Grid, *, caller: str = "NeighbourhoodSchedule", **parameters):
+        """The schedule that the parameters of :data:`SCHEDULE_PARAMETERS`
+        describe (as the estimators and layers name them); a bad one raises a
+        ValueError naming it and ``caller``."""
+        validate_parameter_constraints(
+            {name: SCHEDULE_CONSTRAINTS[field] for name, field in SCHEDULE_PARAMETERS.items()},
+            parameters,
+            caller_name=caller,
+        )
+        return cls(grid, **{SCHEDULE_PARAMETERS[name]: value for name, value in parameters.items()})
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether P = I at every step (no neighbourhood: EMA-VQ, k-means)."""
+        return isinstance(self.kernel, str) and self.kernel == "none"
+
+    @property
+    def _defaults(self) -> Kernel:
+        # A callable kernel takes the Gaussian's default widths.
+        if isinstance(self.kernel, str) and self.kernel in KERNELS:
+            return KERNELS[self.kernel]
+        return KERNELS["gaussian"]
+
+    @property
+    def start(self) -> float:
+        """Width at step 0."""
+        return self._defaults.default_width(self.grid) if self.sigma is None else float(self.sigma)
+
+    @property
+    def end(self) -> float:
+        """End width of the 'exponential' and 'linear' schedules."""
+        if self.sigma_end is None:
+            return min(self._defaults.default_end, self.start)
+        return float(self.sigma_end)
+
+    @property
+    def length(self) -> int:
+        """Steps over which the width reaches its end (bounded schedules)."""
+        return DEFAULT_STREAM_STEPS if self.n_steps is None else int(self.n_steps)
+
+    def over(self, n_steps: int) -> NeighbourhoodSchedule:
+        """This schedule spanning a run of ``n_steps`` steps, unless its
+        length was given."""
+        return self if self.n_steps is not None else replace(self, n_steps=max(int(n_steps), 1))
+
+    def width(self, step: int) -> float:
+        """Width after ``step`` update steps: a finite number >= 0."""
+        width = width_at(self.schedule, step, self.length, self.start, self.end, self.shrink)
+        if not (math.isfinite(width) and width >= 0):
+            raise ValueError(
+                f"The width schedule {self.schedule!r} gave {width} at step {step}; a width must "
+                "be a finite number >= 0. Check sigma, sigma_end or the schedule callable."
+            )
+        return width
+
+    def at(self, step: int, *, xp=np, dtype=None, device=None) -> Neighbourhood:
+        """P(t) at update step ``step``, in namespace ``xp`` on ``device``.
+
+        The last operator built is kept: a run whose width has stopped
+        changing does not rebuild it every step (a dense kernel costs K^2
+        exponentials).
+        """
+        if self.is_identity:
+            return _IDENTITY
+        width = self.width(step)
+        key = (width, xp, dtype, device)
+        last = self._last
+        if last.get("key") == key:
+            return last["operator"]
+        operator = neighbourhood_operator(self.grid, self.kernel, width, xp=xp, dtype=dtype, device=device)
+        last.clear()
+        last.update(key=key, operator=operator)
+        return operator
+
+    def __getstate__(self):
+        # The kept operator lives on a device and names a namespace module.
+        return {name: value for name, value in self.__dict__.items() if name != "_last"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        object.__setattr__(self, "_last", {})
+
+
+_IDENTITY = Neighbourhood()

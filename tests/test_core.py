@@ -1,4 +1,4 @@
-"""The core engine against SPEC section 1, written out independently here."""
+"""The core engine against docs/design.md section 2, written out independently here."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from sklearn_ksom import core
 from sklearn_ksom._array_api import to_numpy
-from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood
+from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood_operator
 
 from .conftest import to_xp
 
@@ -29,7 +29,7 @@ def data_and_codebook(max_samples=30, max_codes=12, max_features=5):
 
 
 # ------------------------------------------------------------- reference
-# SPEC section 1 spelled out with explicit one-hot and neighbourhood
+# docs/design.md section 2 spelled out with explicit one-hot and neighbourhood
 # matrices, the forms the core avoids building.
 
 
@@ -123,8 +123,8 @@ def test_code_statistics_agree_on_every_namespace(xp):
 def test_ema_step_with_identity_neighbourhood_is_spec_ema_vq(pair, gamma, n0, update_all):
     X, W = pair
     state = core.initial_state(W, n0)
-    new, _ = core.ema_step(
-        state, X, neighbourhood(Grid((W.shape[0],)), "none", 1.0),
+    new, _, _ = core.ema_step(
+        state, X, neighbourhood_operator(Grid((W.shape[0],)), "none", 1.0),
         decay=gamma, epsilon=1e-5, update_all=update_all,
     )
     W_ref, Nk_ref, M_ref = reference_ema_step(
@@ -145,8 +145,8 @@ def test_ksom_step_is_spec_with_the_explicit_spread_assignment(kernel, width, sh
     W = rng.normal(size=(grid.n_codes, 3))
     X = rng.normal(size=(40, 3))
     state = core.EMAState(W, np.full(grid.n_codes, 1.0), W.copy())
-    new, _ = core.ema_step(
-        state, X, neighbourhood(grid, kernel, width), decay=0.9, epsilon=1e-5, update_all=update_all
+    new, _, _ = core.ema_step(
+        state, X, neighbourhood_operator(grid, kernel, width), decay=0.9, epsilon=1e-5, update_all=update_all
     )
     reference = reference_ema_step(W, state.counts, state.sums, X, dense_matrix(grid, kernel, width), 0.9, 1e-5, update_all)
     for got, expected in zip(new, reference):
@@ -167,17 +167,17 @@ def test_active_only_update_leaves_unassigned_codes_untouched():
     W = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]])
     state = core.initial_state(W, 0.0)
     X = np.array([[0.1, 0.2], [-0.1, 0.0]])  # all nearest to code 0
-    new, _ = core.ema_step(state, X, neighbourhood(Grid((3,)), "none", 1.0), decay=0.5, epsilon=1e-5, update_all=False)
+    new, _, _ = core.ema_step(state, X, neighbourhood_operator(Grid((3,)), "none", 1.0), decay=0.5, epsilon=1e-5, update_all=False)
     np.testing.assert_array_equal(new.codebook[1:], W[1:])
     np.testing.assert_array_equal(new.counts[1:], [0.0, 0.0])
     np.testing.assert_allclose(new.codebook[0], X.mean(0))
 
 
 def test_zero_initial_count_kills_unassigned_codes_under_update_all():
-    """SPEC section 1: with N0 = 0 an unused code ends with N_k ~ eps and blows up."""
+    """docs/design.md section 2: with N0 = 0 an unused code ends with N_k ~ eps and blows up."""
     W = np.array([[0.0, 0.0], [3.0, 3.0]])
     X = np.zeros((4, 2)) + 0.1
-    new, _ = core.ema_step(core.initial_state(W, 0.0), X, neighbourhood(Grid((2,)), "none", 1.0), decay=0.99, epsilon=1e-5)
+    new, _, _ = core.ema_step(core.initial_state(W, 0.0), X, neighbourhood_operator(Grid((2,)), "none", 1.0), decay=0.99, epsilon=1e-5)
     assert np.abs(new.codebook[1]).max() > 1e3 * np.abs(W[1]).max()
 
 
@@ -190,8 +190,8 @@ def test_reduce_hook_sees_raw_statistics_and_its_result_is_used():
         seen["total"] = counts.sum()
         return 2 * counts, 2 * sums
 
-    doubled, _ = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood(Grid((4,)), "none", 1), decay=0.5, epsilon=1e-5, reduce=double)
-    twice, _ = core.ema_step(core.initial_state(W, 1.0), np.concatenate([X, X]), neighbourhood(Grid((4,)), "none", 1), decay=0.5, epsilon=1e-5)
+    doubled, _, _ = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood_operator(Grid((4,)), "none", 1), decay=0.5, epsilon=1e-5, reduce=double)
+    twice, _, _ = core.ema_step(core.initial_state(W, 1.0), np.concatenate([X, X]), neighbourhood_operator(Grid((4,)), "none", 1), decay=0.5, epsilon=1e-5)
     assert seen["total"] == 10
     for a, b in zip(doubled, twice):
         np.testing.assert_allclose(a, b)
@@ -201,9 +201,9 @@ def test_ema_step_agrees_on_every_namespace(xp):
     rng = np.random.default_rng(3)
     grid = Grid((3, 4))
     W, X = rng.normal(size=(12, 5)), rng.normal(size=(64, 5))
-    expected, _ = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood(grid, "gaussian", 1.2), decay=0.9, epsilon=1e-5)
-    P = neighbourhood(grid, "gaussian", 1.2, xp=xp, dtype=xp.float64)
-    got, assignment = core.ema_step(core.initial_state(to_xp(xp, W), 1.0), to_xp(xp, X), P, decay=0.9, epsilon=1e-5)
+    expected, _, _ = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood_operator(grid, "gaussian", 1.2), decay=0.9, epsilon=1e-5)
+    P = neighbourhood_operator(grid, "gaussian", 1.2, xp=xp, dtype=xp.float64)
+    got, assignment, _ = core.ema_step(core.initial_state(to_xp(xp, W), 1.0), to_xp(xp, X), P, decay=0.9, epsilon=1e-5)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(to_numpy(g), e, rtol=1e-10)
     assert type(got.codebook) is type(to_xp(xp, W))
@@ -216,7 +216,7 @@ def test_batch_step_without_neighbourhood_is_lloyd():
     rng = np.random.default_rng(4)
     X, W = rng.normal(size=(200, 3)), rng.normal(size=(5, 3))
     counts, sums, error = core.batch_statistics(X, W)
-    new = core.batch_som_update(W, counts, sums, neighbourhood(Grid((5,)), "none", 1.0))
+    new = core.batch_som_update(W, counts, sums, neighbourhood_operator(Grid((5,)), "none", 1.0))
     labels = ((X[:, None] - W[None]) ** 2).sum(-1).argmin(1)
     for k in range(5):
         expected = X[labels == k].mean(0) if np.any(labels == k) else W[k]
@@ -238,6 +238,29 @@ def test_batch_step_is_the_neighbourhood_weighted_mean():
     grid = Grid((2, 3))
     X, W = rng.normal(size=(60, 2)), rng.normal(size=(6, 2))
     counts, sums, _ = core.batch_statistics(X, W)
-    new = core.batch_som_update(W, counts, sums, neighbourhood(grid, "gaussian", 1.0))
+    new = core.batch_som_update(W, counts, sums, neighbourhood_operator(grid, "gaussian", 1.0))
     E = np.eye(6)[((X[:, None] - W[None]) ** 2).sum(-1).argmin(1)] @ dense_matrix(grid, "gaussian", 1.0)
     np.testing.assert_allclose(new, (E.T @ X) / E.sum(0)[:, None])
+
+
+def test_ema_step_returns_the_batch_counts_it_used():
+    rng = np.random.default_rng(4)
+    W, X = rng.normal(size=(5, 3)), rng.normal(size=(40, 3))
+    grid = Grid((5,))
+    step = core.ema_step(core.initial_state(W, 1.0), X, neighbourhood_operator(grid, "gaussian", 1.0), decay=0.9, epsilon=1e-5)
+    np.testing.assert_array_equal(step.counts, np.bincount(step.assignment.first, minlength=5))
+    doubled = core.ema_step(
+        core.initial_state(W, 1.0), X, neighbourhood_operator(grid, "gaussian", 1.0), decay=0.9, epsilon=1e-5,
+        reduce=lambda counts, sums: (2 * counts, 2 * sums),
+    )  # fmt: skip
+    np.testing.assert_array_equal(doubled.counts, 2 * step.counts)  # after reduce, before the spread
+
+
+def test_resting_state_is_consistent_with_its_codebook():
+    W = np.arange(12.0).reshape(4, 3)
+    counts = np.array([300.0, 0.0, 100.0, 600.0])  # code 1 chosen by no sample
+    state = core.resting_state(W, counts, batch_size=100, total_weight=1000.0, initial_count=0.5)
+    np.testing.assert_allclose(state.counts, [30.0, 0.5, 10.0, 60.0])  # one batch's units; N0 where unchosen
+    np.testing.assert_allclose(state.sums[[0, 2, 3]] / state.counts[[0, 2, 3], None], W[[0, 2, 3]])
+    np.testing.assert_array_equal(state.sums[1], W[1])  # the reference start M = W
+    assert state.codebook is W

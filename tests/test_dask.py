@@ -61,8 +61,9 @@ def assert_same_fit(on_cluster_fit, in_memory_fit, rtol):
         (KohonenQuantizer(grid_shape=(3, 4), init="random", neighbourhood="hard", schedule="inverse", max_iter=6), True, np.float64),
         (KohonenQuantizer(grid_shape=(8,), init="sample", max_iter=6), False, np.float32),
         (EMAQuantizer(n_clusters=7, algorithm="batch", init="pca", max_iter=6), True, np.float64),
+        (KohonenQuantizer(grid_shape=(3, 3), init="pca", algorithm="ema", max_iter=0), True, np.float64),
     ],
-    ids=["som-pca", "som-random-weighted", "som-sample-float32", "kmeans-pca-weighted"],
+    ids=["som-pca", "som-random-weighted", "som-sample-float32", "kmeans-pca-weighted", "no-iteration-weighted"],
 )
 def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weighted, dtype):
     X, weights = data

@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core
 from sklearn_ksom._array_api import to_numpy
-from sklearn_ksom.topology import Grid, neighbourhood
+from sklearn_ksom.initialisation import pca_codes
+from sklearn_ksom.topology import Grid, neighbourhood_operator
 
 from .conftest import to_xp
 
@@ -44,7 +45,7 @@ def assert_same_state(before, after):
         if isinstance(before[key], np.ndarray):
             np.testing.assert_array_equal(before[key], after[key], err_msg=key)
         else:
-            assert before[key] == after[key], key
+            assert before[key] is after[key] or before[key] == after[key], key
 
 
 # ------------------------------------------------------------ fitting
@@ -111,18 +112,91 @@ def test_partial_fit_continues_the_schedule_and_the_state(blobs):
     state = core.EMAState(som.cluster_centers_.copy(), som.counts_.copy(), som.sums_.copy())
     for step, batch in enumerate(batches[1:], start=1):
         som.partial_fit(batch)
-        P = neighbourhood(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * step))
-        state, _ = core.ema_step(state, batch, P, decay=0.8, epsilon=1e-5)
+        P = neighbourhood_operator(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * step))
+        state = core.ema_step(state, batch, P, decay=0.8, epsilon=1e-5).state
         np.testing.assert_allclose(som.cluster_centers_, state.codebook, rtol=1e-12)
     assert som.n_steps_ == 6
 
 
 def test_partial_fit_can_continue_a_batch_fit(blobs):
     som = KohonenQuantizer((3, 3), random_state=0).fit(blobs)
-    before = som.score(blobs)
+    before = som.quantization_error(blobs)
     som.partial_fit(blobs[:200])
     assert som.n_steps_ == som.max_iter + 1
-    assert som.score(blobs) > 1.5 * before  # stays close: no reset
+    assert som.quantization_error(blobs) < 1.02 * before  # stays close: no reset
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_streaming_after_fit_continues_the_width_schedule_where_fit_ended(algorithm):
+    X = StandardScaler().fit_transform(load_digits().data)
+    som = KohonenQuantizer((8, 8), algorithm=algorithm, batch_size=200, random_state=0).fit(X)
+    schedule = som.neighbourhood_schedule_
+    assert schedule.width(som.n_steps_ - 1) == schedule.end  # fit ended at the end width ...
+    before = som.quantization_error(X)
+    for start in range(0, X.shape[0], 200):
+        som.partial_fit(X[start : start + 200])
+    assert som.neighbourhood_schedule_ == schedule  # ... and streaming stays there
+    # One pass over the data the map was fitted on keeps it where it was
+    # (restarting the schedule widened the neighbourhood: QE 4.6 -> 5.8).
+    assert som.quantization_error(X) < 1.01 * before
+
+
+def test_fit_with_no_iteration_takes_the_codebook_as_given(blobs):
+    codebook = KMeans(6, n_init=1, random_state=0).fit(blobs).cluster_centers_ + 0.1
+    model = EMAQuantizer(6, init=codebook, max_iter=0, batch_size=100).fit(blobs)
+    np.testing.assert_array_equal(model.cluster_centers_, codebook)
+    distances = ((blobs[:, None] - codebook[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(model.labels_, distances.argmin(1))
+    assert model.inertia_ == pytest.approx(distances.min(1).sum())
+    assert model.n_iter_ == model.n_steps_ == 0
+    # EMA statistics of one batch's size, consistent with the codebook: W = M / N.
+    assert model.counts_.sum() == pytest.approx(100)
+    np.testing.assert_allclose(model.sums_ / model.counts_[:, None], codebook)
+    before = model.quantization_error(blobs)
+    for batch in np.array_split(blobs, 6):
+        model.partial_fit(batch)
+        assert model.quantization_error(blobs) < 1.02 * before
+
+
+def test_fit_with_no_iteration_starts_from_any_initialiser(blobs):
+    som = KohonenQuantizer((3, 3), init="pca", max_iter=0).fit(blobs)
+    np.testing.assert_allclose(som.cluster_centers_, pca_codes(blobs, 9, None, None, Grid((3, 3))))
+    assert som.labels_.shape == (600,) and som.n_steps_ == 0
+    # No run to continue: a later partial_fit streams from sigma over 1000 steps.
+    assert som.neighbourhood_schedule_.length == 1000
+    som.partial_fit(blobs[:100])
+    assert som.n_steps_ == 1 and np.isfinite(som.cluster_centers_).all()
+
+
+def test_a_state_from_elsewhere_continues_at_its_step(blobs):
+    trained = KohonenQuantizer((3, 3), neighbourhood="hard", schedule="inverse", random_state=0).partial_fit(blobs[:300])
+    state = core.EMAState(trained.cluster_centers_, trained.counts_, trained.sums_)
+    params = dict(grid_shape=(3, 3), neighbourhood="hard", schedule="inverse")
+    model = KohonenQuantizer.from_state(*state, n_steps=7, **params)
+    assert not np.shares_memory(model.cluster_centers_, trained.cluster_centers_)
+    model.partial_fit(blobs[300:400])
+    P = neighbourhood_operator(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * 7))
+    expected = core.ema_step(state, blobs[300:400], P, decay=0.99, epsilon=1e-5).state
+    np.testing.assert_allclose(model.cluster_centers_, expected.codebook, rtol=1e-12)
+    assert model.n_steps_ == 8
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(codebook=np.zeros((8, 4))), "n_codes=9"),
+        (dict(counts=np.ones(8)), r"counts and sums must have shapes \(9,\)"),
+        (dict(counts=np.full(9, np.nan)), "must be finite"),
+        (dict(counts=-np.ones(9)), "counts must be >= 0"),
+        (dict(n_steps=-1), "n_steps must be an int >= 0"),
+        (dict(decay=2.0), "'decay' parameter"),
+    ],
+)
+def test_a_bad_state_from_elsewhere_is_refused(change, message):
+    arguments = dict(codebook=np.zeros((9, 4)), counts=np.ones(9), sums=np.zeros((9, 4)), n_steps=0, grid_shape=(3, 3))
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        KohonenQuantizer.from_state(**arguments)
 
 
 def test_fit_restarts_from_scratch(blobs):
@@ -138,18 +212,6 @@ def test_every_initialisation_trains_a_useful_codebook(blobs, init):
     worst = KohonenQuantizer((3, 3), init=init, max_iter=1, neighbourhood="bubble", sigma=10, random_state=0)
     # More training than one all-averaging iteration always helps.
     assert som.score(blobs) > worst.fit(blobs).score(blobs)
-
-
-def test_pca_initialisation_lays_the_grid_on_the_principal_plane():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(2000, 3)) * [5.0, 2.0, 0.1]
-    som = KohonenQuantizer((5, 3), init="pca", max_iter=1, neighbourhood="none")
-    codebook = som._initial_codebook(X, rng, None)
-    grid = codebook.reshape(5, 3, 3)
-    axis0 = grid[-1, 1] - grid[0, 1]
-    axis1 = grid[2, -1] - grid[2, 0]
-    assert abs(axis0[0]) > 10 * max(abs(axis0[1]), abs(axis0[2]))  # first axis: first PC
-    assert abs(axis1[1]) > 10 * max(abs(axis1[0]), abs(axis1[2]))
 
 
 def test_init_array_is_used_as_given(blobs):
@@ -291,6 +353,56 @@ def test_partial_fit_with_a_changed_feature_count_is_refused(blobs):
     assert_same_state(before, fitted_state(model))
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(sigma=float("nan")), "'sigma' parameter"),
+        (dict(sigma=0), "'sigma' parameter"),
+        (dict(decay=1.5), "'decay' parameter"),
+        (dict(update="bogus"), "'update' parameter"),
+        (dict(neighbourhood="bogus"), "'neighbourhood' parameter"),
+        (dict(grid_shape=(5, 5)), "grid_shape changed after fitting"),
+        (dict(hexagonal=True), "hexagonal changed after fitting"),
+        (dict(max_iter=-1), "'max_iter' parameter"),
+    ],
+)
+def test_a_bad_parameter_change_between_partial_fit_calls_is_refused_and_loses_nothing(blobs, change, message):
+    som = KohonenQuantizer((4, 4), init="sample", random_state=0).partial_fit(blobs[:100])
+    original = {name: som.get_params()[name] for name in change}
+    som.set_params(**change)
+    before = fitted_state(som)
+    with pytest.raises(ValueError, match=message):
+        som.partial_fit(blobs[100:200])
+    assert_same_state(before, fitted_state(som))
+    som.set_params(**original).partial_fit(blobs[100:200])
+    assert som.n_steps_ == 2 and np.isfinite(som.cluster_centers_).all()
+
+
+def test_a_changed_number_of_codes_is_refused_between_partial_fit_calls(blobs):
+    model = EMAQuantizer(4, random_state=0).partial_fit(blobs[:100]).set_params(n_clusters=5)
+    before = fitted_state(model)
+    with pytest.raises(ValueError, match="n_clusters changed after fitting"):
+        model.partial_fit(blobs[100:200])
+    assert_same_state(before, fitted_state(model))
+
+
+def test_a_valid_parameter_change_between_partial_fit_calls_is_applied(blobs):
+    som = KohonenQuantizer((3, 3), init="sample", random_state=0).partial_fit(blobs[:100])
+    state = core.EMAState(som.cluster_centers_.copy(), som.counts_.copy(), som.sums_.copy())
+    som.set_params(neighbourhood="hard", schedule="inverse", sigma=1.0, decay=0.5, update="active")
+    som.partial_fit(blobs[100:200])
+    P = neighbourhood_operator(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * 1))
+    expected = core.ema_step(state, blobs[100:200], P, decay=0.5, epsilon=1e-5, update_all=False).state
+    np.testing.assert_allclose(som.cluster_centers_, expected.codebook, rtol=1e-12)
+    np.testing.assert_allclose(som.counts_, expected.counts, rtol=1e-12)
+
+
+def test_a_valid_schedule_change_after_fit_keeps_the_fits_length(blobs):
+    som = KohonenQuantizer((3, 3), max_iter=10, random_state=0).fit(blobs)
+    som.set_params(sigma_end=0.25).partial_fit(blobs[:100])
+    assert som.neighbourhood_schedule_.length == 10 and som.neighbourhood_schedule_.end == 0.25
+
+
 @pytest.mark.parametrize("init", ["sample", "k-means++"])
 def test_fewer_samples_than_codes_is_refused_where_it_cannot_work(blobs, init):
     model = KohonenQuantizer((3, 3), init=init, random_state=0)
@@ -320,7 +432,7 @@ def test_fewer_samples_than_codes_works_where_it_can(blobs, init):
         (dict(initial_count=-1.0), "initial_count"),
         (dict(update="some"), "update"),
         (dict(algorithm="online"), "algorithm"),
-        (dict(max_iter=0), "max_iter"),
+        (dict(max_iter=-1), "max_iter"),
         (dict(sigma=-1.0), "sigma"),
         (dict(init="zeros"), "init"),
         (dict(init=np.zeros((4, 4))), r"init array has shape \(4, 4\); expected .*\(9, 4\)"),

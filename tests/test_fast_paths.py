@@ -8,7 +8,7 @@ import pytest
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from sklearn_ksom._array_api import on_accelerator, to_numpy
 from sklearn_ksom.core import assign, spread_statistics, squared_distances
-from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood
+from sklearn_ksom.topology import Grid, NeighbourhoodSchedule, dense_matrix, neighbourhood_operator
 
 
 def to_xp(xp, array):
@@ -59,7 +59,7 @@ def test_spread_statistics_is_the_dense_product(xp, grid, kernel, width):
     counts, sums = rng.random(grid.n_codes), rng.normal(size=(grid.n_codes, 3))
     P = dense_matrix(grid, kernel, width)
     spread_counts, spread_sums = spread_statistics(
-        neighbourhood(grid, kernel, width, xp=xp, dtype=xp.float64), to_xp(xp, counts), to_xp(xp, sums), xp
+        neighbourhood_operator(grid, kernel, width, xp=xp, dtype=xp.float64), to_xp(xp, counts), to_xp(xp, sums), xp=xp
     )
     np.testing.assert_allclose(to_numpy(spread_counts), P.T @ counts, rtol=1e-12)
     np.testing.assert_allclose(to_numpy(spread_sums), P.T @ sums, rtol=1e-12)
@@ -120,7 +120,7 @@ def test_a_256_by_256_map_trains_without_a_k_by_k_matrix():
         model.partial_fit(X)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        assert neighbourhood(model.grid_, kernel, 1.0).dense is None
+        assert neighbourhood_operator(model.grid_, kernel, 1.0).dense is None
         # Codebook, statistics and a 64 x K block of distances: a few MiB.
         assert peak < 64 * 2**20, peak
 
@@ -128,17 +128,20 @@ def test_a_256_by_256_map_trains_without_a_k_by_k_matrix():
 def test_the_neighbourhood_is_rebuilt_only_when_its_width_changes():
     import pickle
 
-    X = np.random.default_rng(0).normal(size=(32, 3))
-    model = KohonenQuantizer((4, 4), schedule_steps=3, random_state=0)
-    built = []
-    for _ in range(6):
-        model.partial_fit(X)
-        built.append(model._last_neighbourhood[1])
+    schedule = NeighbourhoodSchedule(Grid((4, 4)), "gaussian", n_steps=3)
+    built = [schedule.at(step) for step in range(6)]
     # Steps 0, 1, 2 shrink the width; from step 2 on it stays at sigma_end.
     assert built[0] is not built[1] and built[1] is not built[2]
     assert all(P is built[2] for P in built[3:])
+    restored = pickle.loads(pickle.dumps(schedule))
+    assert restored == schedule and restored.at(5) is not built[5]
+    for restored_factor, factor in zip(restored.at(5).factors, built[5].factors):
+        np.testing.assert_array_equal(restored_factor, factor)
+    X = np.random.default_rng(0).normal(size=(32, 3))
+    model = KohonenQuantizer((4, 4), schedule_steps=3, random_state=0)
+    for _ in range(6):
+        model.partial_fit(X)
     restored = pickle.loads(pickle.dumps(model))
-    assert not hasattr(restored, "_last_neighbourhood")
     np.testing.assert_array_equal(restored.partial_fit(X).cluster_centers_, model.partial_fit(X).cluster_centers_)
 
 

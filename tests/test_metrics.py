@@ -78,3 +78,18 @@ def test_quantization_error_squared_and_not():
 
 def test_one_code_has_no_topographic_error():
     assert metrics.topographic_error(np.ones((3, 2)), np.zeros((1, 2)), Grid((1,))) == 0.0
+
+
+def test_distance_map_is_the_mean_distance_to_adjacent_codes():
+    codebook = np.array([[0.0], [1.0], [3.0]])
+    np.testing.assert_allclose(metrics.distance_map(codebook, Grid((3,))), [1.0, 1.5, 2.0])
+    square = np.array([[0.0], [1.0], [2.0], [4.0]])  # 2 x 2: every code adjacent to the other three
+    np.testing.assert_allclose(metrics.distance_map(square, Grid((2, 2))), [[7 / 3, 5 / 3], [5 / 3, 3.0]])
+
+
+def test_grid_smoothness_tells_an_ordered_map_from_a_shuffled_one(xp):
+    grid = Grid((8, 8))
+    ordered = grid.indices.astype(np.float64)  # each code at its own position
+    shuffled = ordered[np.random.default_rng(0).permutation(64)]
+    assert metrics.grid_smoothness(to_xp(xp, ordered), grid) < 0.2
+    assert 0.7 < metrics.grid_smoothness(to_xp(xp, shuffled), grid) < 1.3

@@ -1,7 +1,8 @@
 """Out-of-core training: data on disk, read one chunk at a time.
 
-The recipe of docs/scaling.md: open the file as a NumPy memmap and feed
-its row slices to ``partial_fit``; only one chunk is ever in memory.
+The recipe of the README's "Out of core on one machine": open the file as a
+NumPy memmap and feed its row slices to ``partial_fit``; only one chunk is
+ever in memory.
 """
 
 import math

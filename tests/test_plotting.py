@@ -1,6 +1,5 @@
 """The SOM pictures are drawn from real fitted maps."""
 
-import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -10,17 +9,10 @@ from sklearn.datasets import load_iris  # noqa: E402
 
 from sklearn_ksom import KohonenQuantizer  # noqa: E402
 from sklearn_ksom.plotting import (  # noqa: E402
-    distance_map,
     plot_component_planes,
     plot_distance_map,
     plot_hits,
 )
-from sklearn_ksom.topology import Grid  # noqa: E402
-
-
-def test_distance_map_is_the_mean_distance_to_adjacent_codes():
-    codebook = np.array([[0.0], [1.0], [3.0]])
-    np.testing.assert_allclose(distance_map(codebook, Grid((3,))), [1.0, 1.5, 2.0])
 
 
 @pytest.mark.parametrize("hexagonal", [False, True])

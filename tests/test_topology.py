@@ -11,8 +11,9 @@ from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.topology import (
     KERNELS,
     Grid,
+    NeighbourhoodSchedule,
     dense_matrix,
-    neighbourhood,
+    neighbourhood_operator,
     width_at,
 )
 
@@ -54,22 +55,22 @@ def test_neighbourhood_does_not_grow_with_grid_distance(grid, kernel, width):
 def test_separable_spread_equals_the_dense_matrix(grid, kernel, width):
     rng = np.random.default_rng(0)
     stats = rng.normal(size=(grid.n_codes, 3))
-    fast = neighbourhood(grid, kernel, width)
+    fast = neighbourhood_operator(grid, kernel, width)
     P = dense_matrix(grid, kernel, width)
-    np.testing.assert_allclose(fast.spread(stats, np), P.T @ stats, atol=1e-10)
-    np.testing.assert_allclose(fast.spread(stats[:, 0], np), P.T @ stats[:, 0], atol=1e-10)
+    np.testing.assert_allclose(fast.spread(stats), P.T @ stats, atol=1e-10)
+    np.testing.assert_allclose(fast.spread(stats[:, 0]), P.T @ stats[:, 0], atol=1e-10)
 
 
 def test_gaussian_and_hard_factorise_on_rectangular_grids_of_at_most_two_axes():
-    assert neighbourhood(Grid((4, 5)), "gaussian", 1.0).factors is not None
-    assert neighbourhood(Grid((4, 5), toroidal=True), "hard", 0.5).factors is not None
-    assert neighbourhood(Grid((2, 2, 2)), "gaussian", 1.0).factors is not None
-    assert neighbourhood(Grid((2, 2, 2)), "hard", 0.5).dense is not None  # 1[d<1.5] is no box in 3-D
-    assert neighbourhood(Grid((4, 4), hexagonal=True), "gaussian", 1.0).dense is not None
+    assert neighbourhood_operator(Grid((4, 5)), "gaussian", 1.0).factors is not None
+    assert neighbourhood_operator(Grid((4, 5), toroidal=True), "hard", 0.5).factors is not None
+    assert neighbourhood_operator(Grid((2, 2, 2)), "gaussian", 1.0).factors is not None
+    assert neighbourhood_operator(Grid((2, 2, 2)), "hard", 0.5).dense is not None  # 1[d<1.5] is no box in 3-D
+    assert neighbourhood_operator(Grid((4, 4), hexagonal=True), "gaussian", 1.0).dense is not None
 
 
 def test_paper_hard_neighbourhood():
-    """SPEC: P = 1[d < 1.5] / (1 + tau t) off the diagonal, diagonal 1."""
+    """docs/design.md section 4: P = 1[d < 1.5] / (1 + tau t) off the diagonal, diagonal 1."""
     grid, tau, t = Grid((5, 5)), 0.1, 7
     width = width_at("inverse", t, None, 1.0, None, tau)
     P = dense_matrix(grid, "hard", width)
@@ -82,7 +83,7 @@ def test_paper_hard_neighbourhood():
 
 
 def test_paper_gaussian_neighbourhood():
-    """SPEC: P = exp(-d (1 + tau t) / b), d not squared, b = 10."""
+    """docs/design.md section 4: P = exp(-d (1 + tau t) / b), d not squared, b = 10."""
     grid, tau, t, b = Grid((4, 8)), 0.1, 25, 10.0
     width = width_at("inverse", t, None, b, None, tau)
     np.testing.assert_allclose(dense_matrix(grid, "exponential", width), np.exp(-grid.distances() * (1 + tau * t) / b))
@@ -160,20 +161,112 @@ def test_bad_grids_are_refused_clearly(kwargs, message):
 
 def test_huge_non_separable_map_is_refused_before_allocating():
     with pytest.raises(ValueError, match="factorises over the axes"):
-        neighbourhood(Grid((256, 256)), "exponential", 1.0)
+        neighbourhood_operator(Grid((256, 256)), "exponential", 1.0)
 
 
 def test_huge_separable_map_needs_no_k_by_k_matrix():
-    P = neighbourhood(Grid((256, 256)), "gaussian", 3.0)
+    P = neighbourhood_operator(Grid((256, 256)), "gaussian", 3.0)
     assert all(f.shape == (256, 256) for f in P.factors)
     stats = np.ones((256 * 256, 2), dtype=np.float32)
-    out = P.spread(stats, np)
+    out = P.spread(stats)
     assert out.shape == stats.shape
 
 
 def test_weights_are_built_on_the_statistics_device(xp):
-    P = neighbourhood(Grid((3, 3), hexagonal=True), "gaussian", 1.0, xp=xp, dtype=xp.float64)
+    P = neighbourhood_operator(Grid((3, 3), hexagonal=True), "gaussian", 1.0, xp=xp, dtype=xp.float64)
     stats = to_xp(xp, np.ones((9, 2)))
-    spread = P.spread(stats, xp)
+    spread = P.spread(stats, xp=xp)
     assert type(spread) is type(stats)
     np.testing.assert_allclose(to_numpy(spread), dense_matrix(Grid((3, 3), hexagonal=True), "gaussian", 1.0).T @ np.ones((9, 2)))
+
+
+# ------------------------------------------------ a codebook from MiniSom
+
+
+def minisom_codes_in_our_order(weights, hexagonal):
+    """MiniSom's (x, y, D) weights as our (K, D) codebook: the recipe of
+    docs/design.md section 6 (hexagonal maps: transpose, then flip the rows)."""
+    if hexagonal:
+        weights = weights.transpose(1, 0, 2)[::-1]
+    return weights.reshape(-1, weights.shape[-1])
+
+
+@pytest.mark.parametrize("hexagonal", [False, True])
+@pytest.mark.parametrize("shape", [(4, 6), (5, 3), (6, 6), (3, 4)])
+def test_a_minisom_map_lands_on_our_grid_with_the_same_geometry(shape, hexagonal):
+    minisom = pytest.importorskip("minisom")
+    x, y = shape
+    som = minisom.MiniSom(x, y, 3, topology="hexagonal" if hexagonal else "rectangular", random_seed=0)
+    xx, yy = som.get_euclidean_coordinates()
+    positions = np.stack([xx, yy], axis=-1)  # MiniSom's code (i, j) at [i, j]
+    grid = Grid((y, x), hexagonal=True) if hexagonal else Grid((x, y))
+    ours = minisom_codes_in_our_order(positions, hexagonal)  # their positions in our code order
+    their_distances = np.linalg.norm(ours[:, None] - ours[None], axis=-1)
+    np.testing.assert_allclose(grid.distances(), their_distances, atol=1e-12)
+    # And the same winners: MiniSom's winner (i, j) is our code of that position.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    from sklearn_ksom import KohonenQuantizer
+
+    codebook = minisom_codes_in_our_order(som.get_weights(), hexagonal)
+    model = KohonenQuantizer(grid.shape, hexagonal=hexagonal, init=codebook, max_iter=0).fit(X)
+    index = np.arange(x * y).reshape(x, y, 1)
+    ours_of_theirs = minisom_codes_in_our_order(index, hexagonal)[:, 0]
+    position_of = np.argsort(ours_of_theirs)  # MiniSom's flat index i * y + j -> our code
+    theirs = np.array([position_of[i * y + j] for i, j in (som.winner(row) for row in X)])
+    np.testing.assert_array_equal(model.labels_, theirs)
+
+
+# ------------------------------------------------- the neighbourhood schedule
+
+
+@pytest.mark.parametrize(
+    ("kernel", "start", "end"),
+    [("gaussian", 4.0, 0.5), ("bubble", 4.0, 0.5), ("exponential", 10.0, 0.5), ("hard", 1.0, 0.01)],
+)
+def test_a_schedule_takes_each_kernels_default_widths(kernel, start, end):
+    schedule = NeighbourhoodSchedule(Grid((8, 5)), kernel)
+    assert (schedule.start, schedule.end, schedule.length) == (start, end, 1000)
+    assert NeighbourhoodSchedule(Grid((8, 5)), kernel, sigma=0.005).end == 0.005  # never above the start
+
+
+def test_a_schedule_of_no_given_length_spans_the_run_it_is_given():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "gaussian")
+    assert schedule.over(20).length == 20 and schedule.over(20).width(19) == schedule.end
+    fixed = NeighbourhoodSchedule(Grid((4,)), "gaussian", n_steps=5)
+    assert fixed.over(20) is fixed
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(kernel="bogus"), "'kernel' parameter"),
+        (dict(sigma=0.0), "'sigma' parameter"),
+        (dict(sigma=float("nan")), "'sigma' parameter"),
+        (dict(sigma_end=-1.0), "'sigma_end' parameter"),
+        (dict(schedule="sometimes"), "'schedule' parameter"),
+        (dict(shrink=-0.1), "'shrink' parameter"),
+        (dict(n_steps=0), "'n_steps' parameter"),
+    ],
+)
+def test_a_bad_schedule_setting_is_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        NeighbourhoodSchedule(Grid((4,)), **settings)
+
+
+def test_the_estimators_parameter_names_are_named_in_their_errors():
+    with pytest.raises(ValueError, match="'neighbourhood' parameter of KohonenVQ"):
+        NeighbourhoodSchedule.from_parameters(Grid((4,)), caller="KohonenVQ", neighbourhood="bogus")
+    schedule = NeighbourhoodSchedule.from_parameters(Grid((4,)), neighbourhood="hard", schedule_steps=7)
+    assert schedule == NeighbourhoodSchedule(Grid((4,)), "hard", n_steps=7)
+
+
+def test_a_schedule_callable_that_gives_no_width_is_refused():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "gaussian", schedule=lambda *args: float("nan"))
+    with pytest.raises(ValueError, match="gave nan at step 3"):
+        schedule.at(3)
+
+
+def test_no_neighbourhood_is_the_identity_at_every_step():
+    schedule = NeighbourhoodSchedule(Grid((4,)), "none")
+    assert schedule.is_identity and schedule.at(0).is_identity and schedule.at(10**6).is_identity

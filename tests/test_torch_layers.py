@@ -1,4 +1,4 @@
-"""The torch VQ layers: SPEC section 1 step for step, gradients, precision, errors, conversions."""
+"""The torch VQ layers: docs/design.md sections 2-4 step for step, gradients, precision, errors, conversions."""
 
 import io
 
@@ -9,9 +9,9 @@ import torch
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from torch_adapter import EMAVQ, KohonenVQ, VQOutput
 
-# ------------------------------------------------------------- SPEC section 1
+# ----------------------------------------------- docs/design.md sections 2-4
 #
-# The reference below is SPEC section 1 written literally in NumPy: direct
+# The reference below is docs/design.md sections 2-4 written literally in NumPy: direct
 # distances, a one-hot E, a dense K x K matrix P(t) from the grid distances,
 # E~ = E P.  The layer computes the same through the shared core (GEMM
 # distances, scatter-adds, separable P on K-sized statistics).
@@ -236,6 +236,8 @@ BAD_INPUTS = {
     "wrong last dimension": (torch.randn(10, 5), ValueError, "last dimension to be 4"),
     "NaN": (torch.tensor([[0.0, 1, 2, 3], [float("nan"), 0, 0, 0]]), ValueError, "NaN or inf"),
     "inf": (torch.tensor([[0.0, 1, 2, 3], [float("inf"), 0, 0, 0]]), ValueError, "NaN or inf"),
+    # Finite values whose squares overflow float32: inf distances.
+    "too large to square": (torch.tensor([[0.0, 1, 2, 3], [1e20, 0, 0, 0]]), ValueError, "too large to square"),
     "empty batch": (torch.zeros(0, 4), ValueError, "empty batch"),
     "integers": (torch.zeros(3, 4, dtype=torch.int64), TypeError, "floating-point"),
 }
@@ -252,6 +254,22 @@ def test_bad_input_is_refused_and_leaves_the_buffers_unchanged(case):
     for name, value in layer.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert layer._steps == 1
+
+
+def test_a_state_of_the_wrong_size_loads_nothing():
+    layer = KohonenVQ(4, (3, 3))
+    layer(torch.randn(10, 4))
+    other = KohonenVQ(4, (4, 4))
+    for _ in range(5):
+        other(torch.randn(10, 4))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(RuntimeError, match="size mismatch for codebook"):
+        layer.load_state_dict(other.state_dict())
+    for name, value in layer.state_dict().items():
+        assert torch.equal(value, before[name]), name  # the step and the counts too
+    assert layer._steps == 1
+    layer(torch.randn(10, 4))
+    assert int(layer.step) == 2
 
 
 def test_channels_first_input_needs_the_channels_on_axis_1():
@@ -317,6 +335,21 @@ def test_layer_from_a_fitted_estimator_continues_its_training(estimator, layer_c
     round_trip = layer_class.from_estimator(layer.to_estimator())
     for name, value in layer.state_dict().items():
         assert torch.equal(round_trip.state_dict()[name], value), name
+
+
+def test_the_exported_estimator_and_the_layer_share_no_memory():
+    torch.manual_seed(0)
+    layer = KohonenVQ(4, (3, 3))
+    layer(torch.randn(32, 4))
+    estimator = layer.to_estimator()
+    exported = {name: getattr(estimator, name).copy() for name in ("cluster_centers_", "counts_", "sums_")}
+    layer(torch.randn(32, 4))  # training the layer leaves the estimator as exported
+    for name, value in exported.items():
+        np.testing.assert_array_equal(getattr(estimator, name), value, err_msg=name)
+    codebook = layer.codebook.clone()
+    estimator.cluster_centers_ += 1.0  # writing into the estimator leaves the layer alone
+    estimator.partial_fit(np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32))
+    assert torch.equal(layer.codebook, codebook)
 
 
 def test_from_estimator_needs_the_matching_fitted_estimator():

@@ -11,7 +11,6 @@ from matplotlib.image import imread
 
 from sklearn_ksom.topology import Grid
 from torch_adapter import cli, pictures
-from torch_adapter.demo import grid_smoothness
 
 TINY = ["--data", "digits", "--n-downsample", "1", "--hidden", "16", "--residual-hidden", "8", "--grid", "4", "4",
         "--dim", "8", "--batch-size", "32", "--log-every", "2", "--val-every", "3", "--val-images", "100",
@@ -143,11 +142,3 @@ def test_mosaic_puts_each_tile_at_its_grid_position():
     canvas = pictures.mosaic(tiles, pictures.grid_positions(Grid((2, 3))), pad=0)
     assert canvas.shape == (4, 6, 3)
     np.testing.assert_allclose(canvas[::2, ::2, 0], [[0.0, 0.1, 0.2], [0.3, 0.4, 0.5]], rtol=1e-6)
-
-
-def test_grid_smoothness_tells_an_ordered_map_from_a_shuffled_one():
-    grid = Grid((8, 8))
-    ordered = torch.as_tensor(grid.indices, dtype=torch.float64)  # each code at its own position
-    shuffled = ordered[torch.randperm(64, generator=torch.Generator().manual_seed(0))]
-    assert grid_smoothness(ordered, grid) < 0.2
-    assert 0.7 < grid_smoothness(shuffled, grid) < 1.3

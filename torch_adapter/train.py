@@ -80,7 +80,7 @@ class TrainConfig:
     residual_hidden: int = 32
     n_residual: int = 2
     n_downsample: int = 2
-    # optimisation (SPEC section 2)
+    # optimisation (docs/design.md section 10)
     steps: int = 1000
     batch_size: int = 128
     lr: float = 1e-3

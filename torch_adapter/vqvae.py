@@ -1,4 +1,4 @@
-"""The reference VQ-VAE (SPEC section 2) around any torch_adapter VQ layer.
+"""The reference VQ-VAE (docs/design.md section 9) around any torch_adapter VQ layer.
 
 Encoder: ``n_downsample`` 4x4 stride-2 convolutions (channels h/2 ... h),
 a 3x3 convolution, ``n_residual`` residual blocks, ReLU and a 1x1
@@ -71,7 +71,7 @@ class VQVAEOutput(NamedTuple):
 
 
 class VQVAE(nn.Module):
-    """Encoder, VQ bottleneck, decoder (SPEC section 2).
+    """Encoder, VQ bottleneck, decoder (docs/design.md section 9).
 
     Parameters
     ----------

@@ -3,7 +3,7 @@
 Everything in the report is computed here from the run folders
 (``config.json``, ``metrics.jsonl``, ``checkpoint.pt``), ``timing.json``
 and ``sweep.json``; nothing is typed in by hand.  Figures follow the
-paper's form (SPEC section 2): "loss" is the best validation MSE x 1000,
+paper's form (docs/design.md section 10): "loss" is the best validation MSE x 1000,
 mean +- std over seeds; "+10 %" / "+20 %" the steps until a run's
 validation MSE first reaches 1.1x (1.2x) its own best.
 

@@ -1,4 +1,4 @@
-"""Run the paper's experiments (SPEC sections 1-2): settings x seeds, in parallel, resumable.
+"""Run the paper's experiments (docs/design.md sections 2-10): settings x seeds, in parallel, resumable.
 
 Every run is a ``torch_adapter.train`` run folder
 ``OUT/<data>/<cell>/seed<k>/`` (``config.json``, ``metrics.jsonl``,
@@ -93,7 +93,7 @@ SIZES = {
                     val_every=20, log_every=10, val_images=256, checkpoint_every=30),
         timing_steps=20,
     ),
-    # SPEC section 2: the reference CIFAR-10 setting (K = 512 on a 32 x 16 grid).
+    # docs/design.md section 10: the reference CIFAR-10 setting (K = 512 on a 32 x 16 grid).
     "full": dict(
         seeds=5,
         config=dict(hidden=128, residual_hidden=32, dim=64, grid=(32, 16), batch_size=256, steps=30000,

@@ -87,7 +87,7 @@ def run(
 ) -> dict:
     """Run the plan's comparisons at ``n_threads``, write the report into ``out``; the results.
 
-    With ``n_threads`` set, the SPEC-shape streaming comparison runs a
+    With ``n_threads`` set, the reference-shape streaming comparison runs a
     second time with every library's own thread count, for the record.
     """
     with threads(n_threads):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from sklearn_ksom import KohonenQuantizer, metrics
 from sklearn_ksom.topology import Grid
@@ -239,7 +240,7 @@ def batch_to_error(data, plan, log=print) -> dict:
 
 
 def step_anatomy(data, plan, log=print) -> dict:
-    """Time of each part of a ``partial_fit`` step at the SPEC shape, per epoch.
+    """Time of each part of a ``partial_fit`` step at the reference shape, per epoch.
 
     The parts are the core's own functions called on the epoch's batches
     with the trained model's state, side by side with the whole
@@ -254,8 +255,8 @@ def step_anatomy(data, plan, log=print) -> dict:
     model.partial_fit(parts[0])
     state = core.EMAState(model.cluster_centers_, model.counts_, model.sums_)
     n_codes = state.codebook.shape[0]
-    xp = core.namespace(X)
-    neighbourhood = model._neighbourhood_at(model.n_steps_, 1000, xp, X.dtype, "cpu")
+    xp = array_namespace(X)
+    neighbourhood = model.neighbourhood_schedule_.at(model.n_steps_, xp=xp, dtype=X.dtype, device="cpu")
     units = [core.assign(part, state.codebook).first for part in parts]
     statistics = [core.code_statistics(part, u, n_codes) for part, u in zip(parts, units)]
     codebook_t = state.codebook.T
@@ -277,7 +278,7 @@ def step_anatomy(data, plan, log=print) -> dict:
 
     def neighbourhood_update():
         for counts, sums in statistics:
-            spread_counts, spread_sums = core.spread_statistics(neighbourhood, counts, sums, xp)
+            spread_counts, spread_sums = core.spread_statistics(neighbourhood, counts, sums, xp=xp)
             core.ema_update(state, spread_counts, spread_sums, decay=model.decay, epsilon=model.epsilon)
 
     def partial_fit():

@@ -1,6 +1,6 @@
 """The data every contender gets: Fashion-MNIST projected to D features.
 
-SPEC section 4 compares the tools on 60 000 x 64 float32 vectors.  Here
+docs/design.md section 10 compares the tools on 60 000 x 64 float32 vectors.  Here
 they are Fashion-MNIST's 60 000 training images (Debian package
 ``dataset-fashion-mnist``) projected on their top D principal components
 and scaled to unit variance per sample coordinate on average; where the
@@ -21,7 +21,7 @@ SOURCES = ("auto", "fashion-mnist", "blobs")
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped or not) as a NumPy array (SPEC section 3)."""
+    """An IDX file (gzipped or not) as a NumPy array (docs/design.md section 10)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         raw = handle.read()

@@ -22,7 +22,7 @@ BATCH = 1024
 
 def main(rows, cols, kernel, steps):
     from sklearn_ksom import KohonenQuantizer
-    from sklearn_ksom.topology import neighbourhood
+    from sklearn_ksom.topology import neighbourhood_operator
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((BATCH * (steps + 1), N_FEATURES)).astype(np.float32)
@@ -45,7 +45,7 @@ def main(rows, cols, kernel, steps):
         "steps": steps,
         "seconds_per_step": seconds,
         "samples_per_s": BATCH / seconds,
-        "dense_matrix": neighbourhood(model.grid_, kernel, 1.0).dense is not None,
+        "dense_matrix": neighbourhood_operator(model.grid_, kernel, 1.0).dense is not None,
         "max_rss_before_bytes": before,
         "max_rss_bytes": _max_rss(),
     }

@@ -126,17 +126,18 @@ def neighbourhood_seconds(n_codes, dim, device, sync, repeats=200):
     """Time of what KohonenVQ adds to an EMAVQ step: P(t) and its spread."""
     import torch
 
-    from sklearn_ksom._array_api import namespace
+    from array_api_compat import array_namespace
+
     from sklearn_ksom.core import spread_statistics
     from torch_adapter import KohonenVQ
 
     layer = KohonenVQ(dim, grid_for(n_codes)).to(device)
-    settings, xp = layer._estimator, namespace(layer.codebook)
+    schedule, xp = layer.neighbourhood_schedule, array_namespace(layer.codebook)
     sync()
     start = time.perf_counter()
     for step in range(repeats):
-        P = settings._neighbourhood_at(step, 1000, xp, torch.float32, layer.codebook.device)
-        spread_statistics(P, layer.counts, layer.sums, xp)
+        P = schedule.at(step, xp=xp, dtype=torch.float32, device=layer.codebook.device)
+        spread_statistics(P, layer.counts, layer.sums, xp=xp)
     sync()
     return (time.perf_counter() - start) / repeats
 

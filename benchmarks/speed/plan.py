@@ -8,9 +8,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Plan:
     name: str
-    n_samples: int  # rows of the streaming and batch data (SPEC section 4: 60 000)
-    batch_size: int  # SPEC section 4: 1024
-    # (grid shape, n_features) of the streaming comparison; the first is SPEC section 4's.
+    n_samples: int  # rows of the streaming and batch data (docs/design.md section 10: 60 000)
+    batch_size: int  # docs/design.md section 10: 1024
+    # (grid shape, n_features) of the streaming comparison; the first is the reference shape (docs/design.md section 10).
     streaming_shapes: tuple
     repeats: int  # rounds per comparison; figures are medians
     minisom_samples: int  # MiniSom steps per timed run (it runs one sample a step)

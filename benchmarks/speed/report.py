@@ -6,7 +6,7 @@ import math
 
 from .comparisons import BOUND, OURS
 
-SPEC_TARGETS = {
+REFERENCE_TARGETS = {
     "MiniBatchKMeans.partial_fit": 4.0,
     "MiniSom.train_random": 100.0,
     "torchsom.fit": 8.0,
@@ -118,7 +118,7 @@ def anatomy_table(result) -> str:
     total = result["total_seconds"]
     rows = [[part, f"{seconds * 1e3:.1f} ms", f"{100 * seconds / total:.0f} %"] for part, seconds in result["parts"].items()]
     rows.append(["whole partial_fit epoch", f"{total * 1e3:.1f} ms", "100 %"])
-    return _table(["part of the step (one epoch at the SPEC shape)", "time", "share"], rows)
+    return _table(["part of the step (one epoch at the reference shape)", "time", "share"], rows)
 
 
 def large_map_table(results) -> str:
@@ -194,7 +194,7 @@ def targets(results) -> list:
         spec = streaming[0]["rows"]
         own = (results.get("streaming_own_threads") or [{}])[0].get("rows")
         ours = spec[OURS]["share_of_bound"]
-        for peer, factor in SPEC_TARGETS.items():
+        for peer, factor in REFERENCE_TARGETS.items():
             row = spec.get(peer, {})
             value = row.get("speedup_of_ours")
             limit = ""
@@ -212,7 +212,7 @@ def targets(results) -> list:
                     )
             out.append(
                 (
-                    f"partial_fit ≥ {factor:g}× {peer} (SPEC shape)",
+                    f"partial_fit ≥ {factor:g}× {peer} (reference shape)",
                     (_times(value) if value else "failed") + _own(own, peer, lambda r: r["speedup_of_ours"]),
                     bool(value and value >= factor),
                     limit,
@@ -228,7 +228,7 @@ def targets(results) -> list:
             )
         out.append(
             (
-                f"partial_fit within {BOUND_FACTOR:g}× the distance GEMM alone (SPEC shape)",
+                f"partial_fit within {BOUND_FACTOR:g}× the distance GEMM alone (reference shape)",
                 f"{ratio:.2f}×" + _own(own, OURS, lambda r: 1 / r["share_of_bound"]),
                 ratio <= BOUND_FACTOR,
                 limit,
@@ -239,7 +239,7 @@ def targets(results) -> list:
         spec = gpu_streaming[0]["rows"]
         if spec[OURS]["samples_per_s"] and spec[BOUND]["samples_per_s"]:
             ratio = spec[BOUND]["samples_per_s"] / spec[OURS]["samples_per_s"]
-            out.append((f"GPU: partial_fit within {BOUND_FACTOR:g}× the GPU's distance GEMM alone (SPEC shape)",
+            out.append((f"GPU: partial_fit within {BOUND_FACTOR:g}× the GPU's distance GEMM alone (reference shape)",
                         f"{ratio:.2f}×", ratio <= BOUND_FACTOR,
                         "" if ratio <= BOUND_FACTOR else "kernel launches and host round trips of a 1024-row step"))  # fmt: skip
     batch = results.get("batch")
@@ -330,7 +330,7 @@ def markdown(results) -> str:
         own = results["own_threads"]
         sections += [
             "",
-            f"**The SPEC shape again, each library with its own thread count** (BLAS: {own['blas']}; "
+            f"**The reference shape again, each library with its own thread count** (BLAS: {own['blas']}; "
             f"torch threads: {own['torch_threads']}), right after the run above:",
             "",
             streaming_tables(results["streaming_own_threads"]),
