@@ -144,14 +144,17 @@ def _summary(X, weights):
         finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], X.mean(axis=0))
     else:
         total_weight = weights.sum()
-        finite, weights_finite, total, mean = dask.compute(
+        finite, weights_finite, smallest, total, mean = dask.compute(
             da.isfinite(X).all(),
             da.isfinite(weights).all(),
+            weights.min(),
             total_weight,
             (X * weights[:, None]).sum(axis=0) / total_weight,
         )
         if not weights_finite:
             raise ValueError("sample_weight contains NaN or infinity.")
+        if smallest < 0:
+            raise ValueError(f"sample_weight has negative values (down to {smallest}); weights must be >= 0.")
         if not total > 0:
             raise ValueError(f"sample_weight sums to {total}; give some samples a positive weight.")
     if not finite:

@@ -125,8 +125,8 @@ def _check_finite(squared, xp):
         limit = float(xp.finfo(squared.dtype).max) ** 0.5
         raise ValueError(
             f"Squared distances overflow {squared.dtype} (or are NaN): some samples lie about "
-            f"{limit:.0e} or more from the codes, or the codebook holds NaN. Rescale X (e.g. with "
-            "StandardScaler) or pass float64 data."
+            f"{limit:.0e} or more from the codes, or the samples or the codebook hold NaN or "
+            "infinity. Rescale X (e.g. with StandardScaler) or pass float64 data."
         )
 
 

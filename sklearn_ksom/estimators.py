@@ -164,6 +164,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
                 f"init array has shape {tuple(init.shape)}; expected (n_codes, n_features) = "
                 f"({n_codes}, {n_features})."
             )
+        if not bool(xp.all(xp.isfinite(init))):
+            raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
         return xp.asarray(init, copy=True)
 
     def _schedule_length(self, default):
@@ -194,7 +196,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             return _dask.fit(self, X, sample_weight)
         X = self._validate(X, reset=True)
         xp = namespace(X)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         self._check_params(X)
         rng = check_random_state(self.random_state)
         codebook = self._initial_codebook(X, rng, sample_weight)
@@ -306,7 +308,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         X = self._validate(X, reset=first_call)
         xp = namespace(X)
         if sample_weight is not None or first_call:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         if first_call:
             self._check_params(X)
             self._random_state = check_random_state(self.random_state)
@@ -392,7 +394,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         error = assign(X, self.cluster_centers_).squared_distance
         if sample_weight is None:
             return -float(xp.mean(error))
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         return -float(xp.sum(error * sample_weight) / xp.sum(sample_weight))
 
     def quantization_error(self, X):

@@ -124,6 +124,10 @@ def test_bad_dask_input_gets_a_clear_error_and_leaves_the_model_as_it_was(client
         fitted.fit(da.from_array(X[:, 0], chunks=CHUNK_ROWS))
     with pytest.raises(ValueError, match=r"sample_weight.shape"):
         fitted.fit(on_cluster(X, client), sample_weight=np.ones(10))
+    negative = np.ones(len(X))
+    negative[5] = -1.0
+    with pytest.raises(ValueError, match="sample_weight has negative values"):
+        fitted.fit(on_cluster(X, client), sample_weight=negative)
     with pytest.raises(ValueError, match="expecting 6 features"):
         fitted.predict(da.from_array(X[:, :4], chunks=CHUNK_ROWS))
     with pytest.raises(TypeError, match="lazy Dask arrays"):

@@ -341,3 +341,72 @@ def test_unfitted_model_says_so(blobs):
 
     with pytest.raises(NotFittedError):
         KohonenQuantizer().predict(blobs)
+
+
+# ------------------------------------- values that would corrupt the state
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "first partial_fit", "score"])
+def test_negative_sample_weight_is_refused_and_loses_nothing(blobs, method):
+    som = KohonenQuantizer((3, 3), init="sample", random_state=0)
+    if method != "first partial_fit":
+        som.fit(blobs)
+    before = fitted_state(som)
+    weights = np.ones(50)
+    weights[7] = -0.5
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        getattr(som, method.split()[-1])(blobs[:50], sample_weight=weights)
+    assert_same_state(before, fitted_state(som))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("Estimator", [KohonenQuantizer, EMAQuantizer])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_an_init_array_with_nan_or_inf_is_refused(blobs, bad, Estimator, method):
+    init = blobs[:9].copy()
+    init[4, 2] = bad
+    model = Estimator(**({"grid_shape": (3, 3)} if Estimator is KohonenQuantizer else {"n_clusters": 9}), init=init)
+    with pytest.raises(ValueError, match="init array contains NaN or infinity"):
+        getattr(model, method)(blobs)
+    assert not hasattr(model, "cluster_centers_")
+
+
+def _fails_from_step(first_bad_step, bad_value):
+    """A schedule that gives ``bad_value`` from ``first_bad_step`` on."""
+
+    def schedule(step, n_steps, start, end, shrink):
+        return bad_value if step >= first_bad_step else start / (1 + step)
+
+    return schedule
+
+
+CORRUPTING_CALLABLES = {
+    "schedule NaN": (dict(schedule=_fails_from_step(2, float("nan"))), "gave the width nan at step 2"),
+    "schedule inf": (dict(schedule=_fails_from_step(2, float("inf"))), "gave the width inf at step 2"),
+    "neighbourhood NaN": (
+        dict(neighbourhood=lambda d, s: np.where(d > 0, np.nan if s < 0.4 else np.exp(-d / s), 1.0)),
+        "returned NaN or infinite weights",
+    ),
+    "neighbourhood shape": (
+        dict(neighbourhood=lambda d, s: np.exp(-d / s) if s >= 0.4 else np.exp(-d[0] / s)),
+        r"returned shape \(9,\) for grid distances of shape \(9, 9\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTING_CALLABLES))
+def test_a_callable_that_turns_bad_midway_is_refused_and_loses_nothing(blobs, case):
+    # The width falls 1, 1/2, 1/3: the callables turn bad at the third step.
+    params, message = CORRUPTING_CALLABLES[case]
+    settings = dict(grid_shape=(3, 3), sigma=1.0, schedule=_fails_from_step(99, 0.0), random_state=0)
+    model = KohonenQuantizer(**{**settings, **params})
+    model.partial_fit(blobs[:100]).partial_fit(blobs[100:200])
+    before = fitted_state(model)
+    with pytest.raises(ValueError, match=message):
+        model.partial_fit(blobs[200:300])
+    assert_same_state(before, fitted_state(model))
+    # And fit refuses before it stores anything.
+    fresh = KohonenQuantizer(**{**settings, **params, "algorithm": "ema", "batch_size": 100})
+    with pytest.raises(ValueError, match=message):
+        fresh.fit(blobs)
+    assert not hasattr(fresh, "cluster_centers_")

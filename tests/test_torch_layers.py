@@ -324,3 +324,37 @@ def test_from_estimator_needs_the_matching_fitted_estimator():
         KohonenVQ.from_estimator(EMAQuantizer(4))
     with pytest.raises(Exception, match="not fitted"):
         EMAVQ.from_estimator(EMAQuantizer(4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("layer_class", [KohonenVQ, EMAVQ])
+def test_an_init_array_with_nan_or_inf_is_refused(bad, layer_class):
+    init = np.zeros((6, 3), dtype=np.float32)
+    init[2, 1] = bad
+    size = {"grid_shape": (2, 3)} if layer_class is KohonenVQ else {"n_clusters": 6}
+    with pytest.raises(ValueError, match="init array contains NaN or infinity"):
+        layer_class(3, **size, init=init)
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (dict(schedule=lambda step, *_: float("nan") if step >= 2 else 1.0), "gave the width nan at step 2"),
+        (
+            # Widths 2, 4/3, 1 over the first three steps.
+            dict(neighbourhood=lambda d, s: d * np.nan if s < 1.1 else torch.exp(-d / s), sigma=2.0, shrink=0.5),
+            "NaN or infinite weights",
+        ),
+    ],
+)
+def test_a_callable_that_turns_bad_midway_leaves_the_buffers_unchanged(params, message):
+    torch.manual_seed(0)
+    layer = KohonenVQ(3, GRID, **params).train()
+    layer(torch.randn(10, 3))
+    layer(torch.randn(10, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        layer(torch.randn(10, 3))
+    for name, value in layer.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert layer._steps == 2

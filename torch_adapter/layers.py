@@ -76,6 +76,8 @@ class _EMAQuantizerLayer(torch.nn.Module):
         codebook = torch.randn(shape) if is_normal else torch.as_tensor(np.asarray(to_numpy(init)), dtype=torch.float32)
         if tuple(codebook.shape) != shape:
             raise ValueError(f"init array has shape {tuple(codebook.shape)}; expected (n_codes, dim) = {shape}.")
+        if not bool(torch.isfinite(codebook).all()):
+            raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
         state = initial_state(codebook.clone(), float(self._estimator.initial_count))
         for name, value in zip(EMAState._fields, state):
             self.register_buffer(name, value)
