@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core
 from sklearn_ksom._array_api import to_numpy
+from sklearn_ksom.initialisation import pca_codes
 from sklearn_ksom.topology import Grid, neighbourhood
 
 from .conftest import to_xp
@@ -150,6 +151,23 @@ def test_pca_initialisation_lays_the_grid_on_the_principal_plane():
     axis1 = grid[2, -1] - grid[2, 0]
     assert abs(axis0[0]) > 10 * max(abs(axis0[1]), abs(axis0[2]))  # first axis: first PC
     assert abs(axis1[1]) > 10 * max(abs(axis1[0]), abs(axis1[2]))
+
+
+@pytest.mark.parametrize(
+    "padded, plain", [((1, 16), (16,)), ((16, 1), (16,)), ((1, 16, 1), (16,)), ((4, 1, 4), (4, 4))]
+)
+def test_a_length_one_axis_behaves_as_the_lower_dimensional_grid(blobs, padded, plain):
+    rng = np.random.default_rng(0)
+    start = {shape: pca_codes(blobs, 16, rng, None, Grid(shape)) for shape in (padded, plain)}
+    # Same codes in the same order (C order ignores a length-1 axis).
+    np.testing.assert_allclose(start[padded], start[plain], rtol=1e-12, atol=1e-12)
+    one_iteration = {shape: KohonenQuantizer(shape, max_iter=1).fit(blobs) for shape in (padded, plain)}
+    np.testing.assert_allclose(
+        one_iteration[padded].cluster_centers_, one_iteration[plain].cluster_centers_, rtol=1e-9, atol=1e-9
+    )
+    assert one_iteration[padded].quantization_error(blobs) == pytest.approx(
+        one_iteration[plain].quantization_error(blobs), rel=1e-9
+    )
 
 
 def test_init_array_is_used_as_given(blobs):
