@@ -55,14 +55,14 @@ def _keeps_state_on_error(method):
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         saved = dict(self.__dict__)
-        rng = saved.get("_random_state")
-        # The RNG is the one attribute that can change in place, and only if
-        # this call draws from it: fit and a first partial_fit draw from
-        # check_random_state(random_state), which is the kept RNG itself only
-        # when random_state is shared (an instance, or None: NumPy's global
-        # one).  A seed's private RNG is replaced, never advanced, so its
-        # state (60 us to read) is not copied on every partial_fit.
-        shared = rng is not None and rng is (np.random.mtrand._rand if self.random_state is None else self.random_state)
+        # The RNG is the one object that can change in place: fit and a
+        # first partial_fit draw from check_random_state(random_state),
+        # which is shared with the caller when random_state is an instance
+        # or None (NumPy's global one), on the first call as on later ones.
+        # A seed's private RNG is replaced, never advanced, so its state
+        # (60 us to read) is not copied on every partial_fit.
+        shared = self.random_state is None or isinstance(self.random_state, np.random.RandomState)
+        rng = check_random_state(self.random_state) if shared else None
         rng_state = rng.get_state() if shared else None
         try:
             return method(self, *args, **kwargs)

@@ -428,3 +428,18 @@ def test_a_callable_that_turns_bad_midway_is_refused_and_loses_nothing(blobs, ca
     with pytest.raises(ValueError, match=message):
         fresh.fit(blobs)
     assert not hasattr(fresh, "cluster_centers_")
+
+
+@pytest.mark.parametrize("shared", ["instance", "global (None)"])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_failed_first_call_leaves_a_shared_rng_as_it_was(blobs, shared, method):
+    rng = np.random.RandomState(7) if shared == "instance" else None
+    drawn_from = rng if rng is not None else np.random.mtrand._rand
+    # init='sample' draws rows, then the schedule fails at the first step.
+    model = KohonenQuantizer((3, 3), init="sample", schedule=lambda *_: float("nan"), random_state=rng)
+    before = drawn_from.get_state()
+    with pytest.raises(ValueError, match="gave the width nan"):
+        getattr(model, method)(blobs)
+    after = drawn_from.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2:] == before[2:]
