@@ -410,16 +410,23 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
 _EMA_PARAMETERS_DOC = """
     decay : float, default=0.99
-        EMA decay gamma of the counts and sums (SPEC section 1).
+        EMA decay gamma of the counts and sums (SPEC section 1).  Acts on
+        EMA steps only (``partial_fit``, ``fit`` with ``algorithm='ema'``):
+        no effect on a batch fit, but on a ``partial_fit`` after it.
     epsilon : float, default=1e-5
-        Laplace smoothing constant of the counts.
+        Laplace smoothing constant of the counts.  EMA steps only, as
+        ``decay``: no effect on a batch fit.
     initial_count : float, default=1.0
         Initial EMA count N0 of every code (the paper's ablation: 0 is what
-        most EMA-VQ code does and lets codes die; 1 is robust).
+        most EMA-VQ code does and lets codes die; 1 is robust).  Sets the
+        counts where EMA training starts (the first ``partial_fit``,
+        ``fit`` with ``algorithm='ema'``); no effect on a batch fit, which
+        leaves counts from its data for a later ``partial_fit``.
     update : {'all', 'active'}, default='all'
         'all' decays every code's statistics each step and applies Laplace
         smoothing (the reference form); 'active' changes only the codes
         assigned in the batch, without smoothing (the paper's ablation).
+        EMA steps only, as ``decay``: no effect on a batch fit.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation and the order of mini-batches; an int makes
         runs exactly reproducible."""
@@ -445,7 +452,9 @@ class EMAQuantizer(_BaseQuantizer):
     max_iter : int, default=20
         Epochs ('ema') or iterations ('batch') of ``fit``.
     batch_size : int, default=1024
-        Mini-batch size of ``fit`` with ``algorithm='ema'``.
+        Mini-batch size of ``fit`` with ``algorithm='ema'``.  A batch fit
+        leaves EMA counts of a batch of this size, for a later
+        ``partial_fit``.
     {_EMA_PARAMETERS_DOC}
 
     Attributes
@@ -541,9 +550,9 @@ class KohonenQuantizer(_BaseQuantizer):
         - 'exponential': exp(-d / s), the paper's "Gaussian" form
           exp(-d (1 + tau t) / b) with ``sigma=b=10`` and
           ``schedule='inverse'``;
-        - 'hard': the paper's hard neighbourhood, weight s on codes with
-          d < 1.5 (``sigma=1`` and ``schedule='inverse'`` give
-          1 / (1 + tau t));
+        - 'hard': the paper's hard neighbourhood, weight min(s, 1) on
+          codes with 0 < d < 1.5 and 1 on the winner (``sigma=1`` and
+          ``schedule='inverse'`` give 1 / (1 + tau t));
         - 'bubble': 1 within radius s, 0 beyond;
         - 'none': no neighbourhood (EMA-VQ / k-means);
         - a callable ``f(d, s)`` on arrays of grid distances.
@@ -574,7 +583,9 @@ class KohonenQuantizer(_BaseQuantizer):
     max_iter : int, default=20
         Iterations ('batch') or epochs ('ema') of ``fit``.
     batch_size : int, default=1024
-        Mini-batch size of ``fit`` with ``algorithm='ema'``.
+        Mini-batch size of ``fit`` with ``algorithm='ema'``.  A batch fit
+        leaves EMA counts of a batch of this size, for a later
+        ``partial_fit``.
     {_EMA_PARAMETERS_DOC}
 
     Attributes

@@ -1,6 +1,7 @@
 """Behaviour of KohonenQuantizer and EMAQuantizer as a user sees it."""
 
 import pickle
+import re
 
 import joblib
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core
 from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.initialisation import pca_codes
-from sklearn_ksom.topology import Grid, neighbourhood
+from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood
 
 from .conftest import to_xp
 
@@ -443,3 +444,36 @@ def test_a_failed_first_call_leaves_a_shared_rng_as_it_was(blobs, shared, method
     after = drawn_from.get_state()
     np.testing.assert_array_equal(after[1], before[1])
     assert after[2:] == before[2:]
+
+
+# ------------------------------------------------------- what the docs say
+
+
+def _parameter_doc(estimator_class, name):
+    """The numpydoc entry of parameter ``name``."""
+    entry = estimator_class.__doc__.split(f"\n    {name} :")[1]
+    return re.split(r"\n    \S", entry)[0]
+
+
+EMA_ONLY = {"decay": (0.5, 0.9), "epsilon": (1e-5, 0.1), "initial_count": (0.0, 5.0), "update": ("all", "active")}
+
+
+@pytest.mark.parametrize("name", list(EMA_ONLY))
+def test_the_docs_say_the_ema_parameters_do_nothing_in_a_batch_fit_and_it_is_so(blobs, name):
+    assert "no effect on a batch fit" in _parameter_doc(KohonenQuantizer, name)
+    a, b = (KohonenQuantizer((3, 3), max_iter=3, **{name: value}).fit(blobs) for value in EMA_ONLY[name])
+    for attribute in ("cluster_centers_", "counts_", "sums_"):
+        np.testing.assert_array_equal(getattr(a, attribute), getattr(b, attribute))
+    # A partial_fit after the batch fit: the EMA step parameters act there
+    # (on a batch that leaves codes unassigned, for 'update').
+    if name != "initial_count":
+        a.partial_fit(blobs[:5])
+        b.partial_fit(blobs[:5])
+        assert not np.allclose(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_the_hard_kernel_weight_is_capped_at_one_as_documented():
+    assert "weight min(s, 1)" in _parameter_doc(KohonenQuantizer, "neighbourhood")
+    for width, weight in [(0.25, 0.25), (1.0, 1.0), (3.0, 1.0)]:
+        P = dense_matrix(Grid((3,)), "hard", width)
+        np.testing.assert_allclose(P, [[1, weight, 0], [weight, 1, weight], [0, weight, 1]])
