@@ -1,5 +1,6 @@
 """Behaviour of KohonenQuantizer and EMAQuantizer as a user sees it."""
 
+import math
 import pickle
 import re
 
@@ -7,6 +8,7 @@ import joblib
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import assume, given
 from sklearn import config_context
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
@@ -19,6 +21,7 @@ from sklearn_ksom.initialisation import pca_codes
 from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood
 
 from .conftest import to_xp
+from .spec_reference import ksom_settings, reference_run
 
 
 @pytest.fixture(scope="module")
@@ -477,3 +480,23 @@ def test_the_hard_kernel_weight_is_capped_at_one_as_documented():
     for width, weight in [(0.25, 0.25), (1.0, 1.0), (3.0, 1.0)]:
         P = dense_matrix(Grid((3,)), "hard", width)
         np.testing.assert_allclose(P, [[1, weight, 0], [weight, 1, weight], [0, weight, 1]])
+
+
+# ------------------------------------------ the KSOM step, formula by formula
+
+
+@given(ksom_settings())
+def test_each_partial_fit_step_is_the_ksom_formula_with_p_written_out(case):
+    settings, n_prior_steps, seed = case
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(math.prod(settings["grid_shape"]), 3))
+    batches = [rng.normal(size=(12, 3)) for _ in range(n_prior_steps + 1)]
+    expected, smallest_gap = reference_run(settings, W, batches)
+    assume(smallest_gap > 1e-9)  # no tie at float64 precision
+    model = KohonenQuantizer(**settings, init=W)
+    for Z, (W_ref, counts_ref, sums_ref, codes_ref) in zip(batches, expected):
+        model.partial_fit(Z)
+        np.testing.assert_array_equal(model.labels_, codes_ref)
+        np.testing.assert_allclose(model.counts_, counts_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.sums_, sums_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.cluster_centers_, W_ref, rtol=1e-9, atol=1e-9)

@@ -1,13 +1,17 @@
 """The torch VQ layers: SPEC section 1 step for step, gradients, precision, errors, conversions."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given
 
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from torch_adapter import EMAVQ, KohonenVQ, VQOutput
+
+from .spec_reference import ksom_settings, ksom_step, reference_run
 
 # ------------------------------------------------------------- SPEC section 1
 #
@@ -34,23 +38,6 @@ def spec_neighbourhood(kind, step):
     return P
 
 
-def spec_step(W, counts, sums, Z, P, *, decay, epsilon, update_all):
-    K = W.shape[0]
-    codes = ((Z[:, None, :] - W[None, :, :]) ** 2).sum(-1).argmin(1)
-    spread = np.eye(K)[codes] @ P
-    n, S = spread.sum(0), spread.T @ Z
-    new_counts, new_sums = decay * counts + (1 - decay) * n, decay * sums + (1 - decay) * S
-    if update_all:
-        total = new_counts.sum()
-        new_counts = (new_counts + epsilon) / (total + K * epsilon) * total
-        return new_sums / new_counts[:, None], new_counts, new_sums, codes
-    active = n > 0
-    new_counts = np.where(active, new_counts, counts)
-    new_sums = np.where(active[:, None], new_sums, sums)
-    W = np.where(active[:, None], new_sums / np.where(active, new_counts, 1.0)[:, None], W)
-    return W, new_counts, new_sums, codes
-
-
 def make_layer(kind, **kwargs):
     if kind == "none":
         return EMAVQ(3, 6, **kwargs)
@@ -71,7 +58,7 @@ def test_training_steps_follow_spec_section_1(kind, initial_count, update):
     for step in range(4):
         Z = rng.normal(size=(8, 3))
         W_before = W
-        W, counts, sums, codes = spec_step(
+        W, counts, sums, codes = ksom_step(
             W, counts, sums, Z, spec_neighbourhood(kind, step),
             decay=0.9, epsilon=1e-5, update_all=update == "all",
         )  # fmt: skip
@@ -358,3 +345,20 @@ def test_a_callable_that_turns_bad_midway_leaves_the_buffers_unchanged(params, m
     for name, value in layer.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert layer._steps == 2
+
+
+@given(ksom_settings())
+def test_each_training_step_is_the_ksom_formula_with_p_written_out(case):
+    settings, n_prior_steps, seed = case
+    rng = np.random.default_rng(seed)
+    # The layer keeps its init in float32: the reference starts from the same codes.
+    W = rng.normal(size=(math.prod(settings["grid_shape"]), 3)).astype(np.float32).astype(np.float64)
+    batches = [rng.normal(size=(12, 3)) for _ in range(n_prior_steps + 1)]
+    expected, smallest_gap = reference_run(settings, W, batches)
+    assume(smallest_gap > 1e-9)  # no tie at float64 precision
+    layer = KohonenVQ(3, **settings, init=W).double().train()
+    for Z, (W_ref, counts_ref, sums_ref, codes_ref) in zip(batches, expected):
+        codes = layer(torch.from_numpy(Z)).codes.numpy()
+        np.testing.assert_array_equal(codes, codes_ref)
+        for name, value in [("codebook", W_ref), ("counts", counts_ref), ("sums", sums_ref)]:
+            np.testing.assert_allclose(getattr(layer, name).numpy(), value, rtol=1e-9, atol=1e-9, err_msg=name)
