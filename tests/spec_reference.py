@@ -174,3 +174,14 @@ def reference_run(settings, W, batches):
         )  # fmt: skip
         states.append((W, counts, sums, codes))
     return states, smallest_gap
+
+
+def topographic_error(X, W, distances, radius):
+    """Share of rows of X whose two nearest codes lie further apart on the
+    grid than ``radius`` (1 on a hexagonal grid, the diagonal sqrt(2) on a
+    rectangular one)."""
+    errors = 0
+    for x in X:
+        first, second = np.argsort([np.sum((x - w) ** 2) for w in W], kind="stable")[:2]
+        errors += distances[first, second] > radius + 1e-9
+    return errors / len(X)

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from torch_adapter import EMAVQ, KohonenVQ, VQOutput
 
-from .spec_reference import ksom_settings, ksom_step, reference_run
+from .spec_reference import grid_distances, ksom_settings, ksom_step, reference_run, topographic_error
 
 # ------------------------------------------------------------- SPEC section 1
 #
@@ -126,7 +126,10 @@ def test_eval_mode_leaves_every_buffer_unchanged():
     for name, value in layer.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert layer._steps == 1
-    assert 1 <= float(out.perplexity) <= 9 and 0 < float(out.utilisation) <= 1
+    used = torch.bincount(out.codes, minlength=9).double() / len(out.codes)
+    used = used[used > 0]
+    assert float(out.perplexity) == pytest.approx(math.exp(-float((used * used.log()).sum())), rel=1e-5)
+    assert float(out.utilisation) == pytest.approx(len(used) / 9)
 
 
 def test_training_mode_updates_buffers_and_counts_steps():
@@ -278,7 +281,9 @@ def test_exported_layer_is_a_fitted_estimator_with_the_same_codes():
     np.testing.assert_array_equal(estimator.counts_, layer.counts.numpy())
     X = torch.randn(100, 4)
     np.testing.assert_array_equal(estimator.predict(X.numpy()), layer.eval()(X).codes.numpy())
-    assert 0 <= estimator.topographic_error(X.numpy()) <= 1
+    # The exported map's topographic error, as defined on the hexagonal grid written out here.
+    expected = topographic_error(X.numpy(), layer.codebook.numpy(), grid_distances((3, 4), hexagonal=True), 1.0)
+    assert estimator.topographic_error(X.numpy()) == pytest.approx(expected)
     assert isinstance(EMAVQ(4, 8).to_estimator(), EMAQuantizer)
 
 
