@@ -72,6 +72,18 @@ def test_the_chosen_code_is_nearest_whatever_the_offset_and_scale(dtype, exponen
     np.testing.assert_allclose(core.squared_distances(X, W), distances, atol=tolerance)
 
 
+def test_every_namespace_is_translation_safe(xp):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 3)) + 1e4
+    W = rng.normal(size=(9, 3)) + 1e4
+    distances = brute_force(X.astype(np.float32), W.astype(np.float32))
+    assignment = core.assign(to_xp(xp, X, xp.float32), to_xp(xp, W, xp.float32), second=True)
+    assert np.mean(np.asarray(assignment.first) == distances.argmin(1)) >= 0.999
+    np.testing.assert_allclose(np.asarray(assignment.squared_distance), distances.min(1), rtol=1e-3, atol=1e-3)
+    transform = core.squared_distances(to_xp(xp, X, xp.float32), to_xp(xp, W, xp.float32))
+    np.testing.assert_allclose(np.asarray(transform), distances, rtol=1e-3, atol=1e-3)
+
+
 def test_data_on_a_grid_break_ties_as_brute_force_after_the_shift():
     # Codes -1, 1 and 0.25 have a mean (1/12) that is not a grid point; the
     # shift keeps 0 exactly between -1 and 1, so the lower index wins.
