@@ -164,11 +164,13 @@ def _summary(X, weights):
     if weights is None:
         finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], mean)
     else:
-        finite, weights_finite, total, mean = dask.compute(
-            da.isfinite(X).all(), da.isfinite(weights).all(), weights.sum(), mean
+        finite, weights_finite, smallest, total, mean = dask.compute(
+            da.isfinite(X).all(), da.isfinite(weights).all(), weights.min(), weights.sum(), mean
         )
         if not weights_finite:
             raise ValueError("sample_weight contains NaN or infinity.")
+        if smallest < 0:
+            raise ValueError(f"sample_weight has negative values (down to {smallest}); weights must be >= 0.")
         if not total > 0:
             raise ValueError(f"sample_weight sums to {total}; give some samples a positive weight.")
     if not finite:

@@ -62,14 +62,14 @@ def _keeps_state_on_error(method):
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         saved = dict(self.__dict__)
-        rng = saved.get("_random_state")
-        # The RNG is the one attribute that can change in place, and only if
-        # this call draws from it: fit and a first partial_fit draw from
-        # check_random_state(random_state), which is the kept RNG itself only
-        # when random_state is shared (an instance, or None: NumPy's global
-        # one).  A seed's private RNG is replaced, never advanced, so its
-        # state (60 us to read) is not copied on every partial_fit.
-        shared = rng is not None and rng is (np.random.mtrand._rand if self.random_state is None else self.random_state)
+        # The RNG is the one object that can change in place: fit and a
+        # first partial_fit draw from check_random_state(random_state),
+        # which is shared with the caller when random_state is an instance
+        # or None (NumPy's global one), on the first call as on later ones.
+        # A seed's private RNG is replaced, never advanced, so its state
+        # (60 us to read) is not copied on every partial_fit.
+        shared = self.random_state is None or isinstance(self.random_state, np.random.RandomState)
+        rng = check_random_state(self.random_state) if shared else None
         rng_state = rng.get_state() if shared else None
         try:
             return method(self, *args, **kwargs)
@@ -234,7 +234,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
                 del self.feature_names_in_  # Dask arrays carry no column names
         else:
             X = self._validate(X, reset=True)
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
             codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
             if self.algorithm == "ema" and self.max_iter > 0:
                 fitted = self._fit_ema(X, sample_weight, codebook, schedule, ema, rng)
@@ -375,7 +375,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         X = self._validate(X, reset=first_call)
         xp = namespace(X)
         if sample_weight is not None or first_call:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         if first_call:
             schedule, ema = self._settings_from_params()
             rng = check_random_state(self.random_state)
@@ -451,7 +451,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         error = assign(X, self.cluster_centers_).squared_distance
         if sample_weight is None:
             return -float(xp.mean(error))
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         return -float(xp.sum(error * sample_weight) / xp.sum(sample_weight))
 
     def quantization_error(self, X):
@@ -467,16 +467,24 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
 _EMA_PARAMETERS_DOC = """
     decay : float, default=0.99
-        EMA decay gamma of the counts and sums (docs/design.md section 2).
+        EMA decay gamma of the counts and sums (docs/design.md section 2).  Acts on
+        EMA steps only (``partial_fit``, ``fit`` with ``algorithm='ema'``):
+        no effect on a batch fit, but on a ``partial_fit`` after it.
     epsilon : float, default=1e-5
-        Laplace smoothing constant of the counts.
+        Laplace smoothing constant of the counts.  EMA steps only, as
+        ``decay``: no effect on a batch fit.
     initial_count : float, default=1.0
         Initial EMA count N0 of every code (the paper's ablation: 0 is what
-        most EMA-VQ code does and lets codes die; 1 is robust).
+        most EMA-VQ code does and lets codes die; 1 is robust).  Sets the
+        counts where EMA training starts (the first ``partial_fit``,
+        ``fit`` with ``algorithm='ema'``); no effect on a batch fit's
+        codebook, which leaves counts from its data for a later
+        ``partial_fit`` (N0 only for codes no sample chose).
     update : {'all', 'active'}, default='all'
         'all' decays every code's statistics each step and applies Laplace
         smoothing (the reference form); 'active' changes only the codes
         assigned in the batch, without smoothing (the paper's ablation).
+        EMA steps only, as ``decay``: no effect on a batch fit.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation and the order of mini-batches; an int makes
         runs exactly reproducible."""
@@ -504,7 +512,9 @@ class EMAQuantizer(_BaseQuantizer):
         ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
         statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
-        Mini-batch size of ``fit`` with ``algorithm='ema'``.
+        Mini-batch size of ``fit`` with ``algorithm='ema'``.  A batch fit
+        leaves EMA counts of a batch of this size, for a later
+        ``partial_fit``.
     {_EMA_PARAMETERS_DOC}
 
     Attributes
@@ -602,9 +612,9 @@ class KohonenQuantizer(_BaseQuantizer):
         - 'exponential': exp(-d / s), the paper's "Gaussian" form
           exp(-d (1 + tau t) / b) with ``sigma=b=10`` and
           ``schedule='inverse'``;
-        - 'hard': the paper's hard neighbourhood, weight s on codes with
-          d < 1.5 (``sigma=1`` and ``schedule='inverse'`` give
-          1 / (1 + tau t));
+        - 'hard': the paper's hard neighbourhood, weight min(s, 1) on
+          codes with 0 < d < 1.5 and 1 on the winner (``sigma=1`` and
+          ``schedule='inverse'`` give 1 / (1 + tau t));
         - 'bubble': 1 within radius s, 0 beyond;
         - 'none': no neighbourhood (EMA-VQ / k-means);
         - a callable ``f(d, s)`` on arrays of grid distances.
@@ -638,7 +648,9 @@ class KohonenQuantizer(_BaseQuantizer):
         ``init`` codebook as it is (e.g. one trained elsewhere) with EMA
         statistics consistent with it, for ``partial_fit`` to continue.
     batch_size : int, default=1024
-        Mini-batch size of ``fit`` with ``algorithm='ema'``.
+        Mini-batch size of ``fit`` with ``algorithm='ema'``.  A batch fit
+        leaves EMA counts of a batch of this size, for a later
+        ``partial_fit``.
     {_EMA_PARAMETERS_DOC}
 
     Attributes

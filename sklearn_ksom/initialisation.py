@@ -63,8 +63,9 @@ def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
 
     Axis i of the grid runs along principal component i, from -2 to +2
     standard deviations around the mean (the usual linear SOM start:
-    deterministic, already ordered).  A grid with more axes than X has
-    features repeats the last available component as zero spread.
+    deterministic, already ordered).  Axes of length 1 are skipped, so a
+    (1, 16) grid starts as a (16,) one; a grid with more long axes than X
+    has features leaves the extra axes at the mean.
     """
     mean = weighted_mean(X, sample_weight)
     covariance = weighted_covariance(X, mean, sample_weight)
@@ -82,13 +83,16 @@ def codes_on_principal_plane(mean, covariance, grid):
     position = 2 * (position - position.min(axis=0)) / np.where(span > 0, span, 1) - 1
     position = move_to(xp, position, dtype=mean.dtype, device=device_of(mean))
     codebook = xp.zeros((n_codes, n_features), dtype=mean.dtype, device=device_of(mean)) + mean
-    for axis in range(min(grid.ndim, n_features)):
-        component = eigenvectors[:, n_features - 1 - axis]
+    # A length-1 axis is no axis: (1, 16) is laid out as (16,), the first
+    # principal component along its long axis, centred on the mean.
+    long_axes = [axis for axis in range(grid.ndim) if grid.shape[axis] > 1]
+    for rank, axis in enumerate(long_axes[:n_features]):
+        component = eigenvectors[:, n_features - 1 - rank]
         # Eigenvectors have no sign; fix it (largest entry positive) so that
         # equal data give the same map orientation whatever the rounding.
         largest = xp.argmax(xp.abs(component), keepdims=True)
         component = component * xp.sign(xp.take(component, largest))
-        spread = 2 * xp.sqrt(xp.clip(eigenvalues[n_features - 1 - axis], min=0))
+        spread = 2 * xp.sqrt(xp.clip(eigenvalues[n_features - 1 - rank], min=0))
         codebook = codebook + xp.reshape(position[:, axis], (-1, 1)) * spread * xp.reshape(component, (1, -1))
     return codebook
 
@@ -171,4 +175,6 @@ def codes_from_array(init, n_codes, n_features, *, xp, dtype, device=None):
             f"init array has shape {tuple(codebook.shape)}; expected (n_codes, n_features) = "
             f"({n_codes}, {n_features})."
         )
+    if not bool(xp.all(xp.isfinite(codebook))):
+        raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
     return xp.asarray(codebook, copy=True)

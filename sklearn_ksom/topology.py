@@ -263,7 +263,13 @@ def width_at(schedule, step, n_steps, start, end, shrink) -> float:
     ``f(step, n_steps, start, end, shrink) -> width``.
     """
     function = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
-    return float(function(step, n_steps, start, end, shrink))
+    width = float(function(step, n_steps, start, end, shrink))
+    if not (math.isfinite(width) and width >= 0):
+        raise ValueError(
+            f"The schedule {getattr(function, '__name__', function)!r} gave the width {width} at step {step}; "
+            "a width must be a finite number >= 0. Check sigma, sigma_end or the schedule callable."
+        )
+    return width
 
 
 # ----------------------------------------------------------- the operator P
@@ -354,10 +360,27 @@ def neighbourhood_operator(
         )
     distances = _distances_on(grid, None, xp, dtype, device)
     weights = xp.asarray(spec.weights(distances, width), dtype=distances.dtype)
+    if not isinstance(kernel, str):
+        _check_callable_weights(kernel, weights, distances, width, xp)
     diagonal = distances == 0
     if spec.amplitude:
         weights = amplitude * weights
     return Neighbourhood(dense=xp.where(diagonal, xp.ones_like(weights), weights))
+
+
+def _check_callable_weights(kernel, weights, distances, width, xp):
+    """A neighbourhood callable must give one finite weight per distance."""
+    name = getattr(kernel, "__name__", repr(kernel))
+    if tuple(weights.shape) != tuple(distances.shape):
+        raise ValueError(
+            f"The neighbourhood callable {name!r} returned shape {tuple(weights.shape)} for grid "
+            f"distances of shape {tuple(distances.shape)}; it must return one weight per distance."
+        )
+    if not bool(xp.all(xp.isfinite(weights))):
+        raise ValueError(
+            f"The neighbourhood callable {name!r} returned NaN or infinite weights at width {width}; "
+            "it must return finite weights."
+        )
 
 
 @lru_cache(maxsize=64)
@@ -513,14 +536,8 @@ class NeighbourhoodSchedule:
         return self if self.n_steps is not None else replace(self, n_steps=max(int(n_steps), 1))
 
     def width(self, step: int) -> float:
-        """Width after ``step`` update steps: a finite number >= 0."""
-        width = width_at(self.schedule, step, self.length, self.start, self.end, self.shrink)
-        if not (math.isfinite(width) and width >= 0):
-            raise ValueError(
-                f"The width schedule {self.schedule!r} gave {width} at step {step}; a width must "
-                "be a finite number >= 0. Check sigma, sigma_end or the schedule callable."
-            )
-        return width
+        """Width after ``step`` update steps: a finite number >= 0 (else a ValueError)."""
+        return width_at(self.schedule, step, self.length, self.start, self.end, self.shrink)
 
     def at(self, step: int, *, xp=np, dtype=None, device=None) -> Neighbourhood:
         """P(t) at update step ``step``, in namespace ``xp`` on ``device``.

@@ -24,7 +24,7 @@ N_SAMPLES, N_FEATURES, CHUNK_ROWS = 3000, 6, 400
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     yield client
@@ -125,6 +125,10 @@ def test_bad_dask_input_gets_a_clear_error_and_leaves_the_model_as_it_was(client
         fitted.fit(da.from_array(X[:, 0], chunks=CHUNK_ROWS))
     with pytest.raises(ValueError, match=r"sample_weight.shape"):
         fitted.fit(on_cluster(X, client), sample_weight=np.ones(10))
+    negative = np.ones(len(X))
+    negative[5] = -1.0
+    with pytest.raises(ValueError, match="sample_weight has negative values"):
+        fitted.fit(on_cluster(X, client), sample_weight=negative)
     with pytest.raises(ValueError, match="expecting 6 features"):
         fitted.predict(da.from_array(X[:, :4], chunks=CHUNK_ROWS))
     with pytest.raises(TypeError, match="lazy Dask arrays"):

@@ -1,11 +1,14 @@
 """Behaviour of KohonenQuantizer and EMAQuantizer as a user sees it."""
 
+import math
 import pickle
+import re
 
 import joblib
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import assume, given
 from sklearn import config_context
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
@@ -15,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core
 from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.initialisation import pca_codes
-from sklearn_ksom.topology import Grid, neighbourhood_operator
+from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood_operator
 
 from .conftest import to_xp
+from .formula_reference import grid_distances, ksom_settings, reference_run, topographic_error
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +218,23 @@ def test_every_initialisation_trains_a_useful_codebook(blobs, init):
     assert som.score(blobs) > worst.fit(blobs).score(blobs)
 
 
+@pytest.mark.parametrize(
+    "padded, plain", [((1, 16), (16,)), ((16, 1), (16,)), ((1, 16, 1), (16,)), ((4, 1, 4), (4, 4))]
+)
+def test_a_length_one_axis_behaves_as_the_lower_dimensional_grid(blobs, padded, plain):
+    rng = np.random.default_rng(0)
+    start = {shape: pca_codes(blobs, 16, rng, None, Grid(shape)) for shape in (padded, plain)}
+    # Same codes in the same order (C order ignores a length-1 axis).
+    np.testing.assert_allclose(start[padded], start[plain], rtol=1e-12, atol=1e-12)
+    one_iteration = {shape: KohonenQuantizer(shape, max_iter=1).fit(blobs) for shape in (padded, plain)}
+    np.testing.assert_allclose(
+        one_iteration[padded].cluster_centers_, one_iteration[plain].cluster_centers_, rtol=1e-9, atol=1e-9
+    )
+    assert one_iteration[padded].quantization_error(blobs) == pytest.approx(
+        one_iteration[plain].quantization_error(blobs), rel=1e-9
+    )
+
+
 def test_init_array_is_used_as_given(blobs):
     init = blobs[:9] + 0.5
     som = KohonenQuantizer((3, 3), init=init, max_iter=1, neighbourhood="none").fit(blobs)
@@ -232,11 +253,17 @@ def test_ksom_forms_a_map_and_ema_vq_does_not():
     assert som_error < 0.2 < 0.6 < ema_error
 
 
-def test_hexagonal_and_toroidal_maps_train(blobs):
-    for kwargs in (dict(hexagonal=True), dict(toroidal=True), dict(hexagonal=True, toroidal=True)):
-        som = KohonenQuantizer((4, 4), **kwargs, random_state=0).fit(blobs)
-        assert np.isfinite(som.cluster_centers_).all()
-        assert 0 <= som.topographic_error(blobs) <= 1
+@pytest.mark.parametrize("hexagonal, toroidal", [(True, False), (False, True), (True, True)])
+def test_hexagonal_and_toroidal_maps_train_into_ordered_maps(blobs, hexagonal, toroidal):
+    som = KohonenQuantizer((4, 4), hexagonal=hexagonal, toroidal=toroidal, random_state=0).fit(blobs)
+    error = som.topographic_error(blobs)
+    # The metric as defined, on the grid written out in the test.
+    distances = grid_distances((4, 4), hexagonal, toroidal)
+    radius = 1.0 if hexagonal else math.sqrt(2)
+    assert error == pytest.approx(topographic_error(blobs, som.cluster_centers_, distances, radius))
+    # Ordered: the same codes shuffled over the grid lose their order.
+    shuffled = som.cluster_centers_[np.random.default_rng(0).permutation(16)]
+    assert error < 0.1 < 0.3 < topographic_error(blobs, shuffled, distances, radius)
 
 
 def test_three_dimensional_grid(blobs):
@@ -453,3 +480,145 @@ def test_unfitted_model_says_so(blobs):
 
     with pytest.raises(NotFittedError):
         KohonenQuantizer().predict(blobs)
+
+
+# ------------------------------------- values that would corrupt the state
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "first partial_fit", "score"])
+def test_negative_sample_weight_is_refused_and_loses_nothing(blobs, method):
+    som = KohonenQuantizer((3, 3), init="sample", random_state=0)
+    if method != "first partial_fit":
+        som.fit(blobs)
+    before = fitted_state(som)
+    weights = np.ones(50)
+    weights[7] = -0.5
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        getattr(som, method.split()[-1])(blobs[:50], sample_weight=weights)
+    assert_same_state(before, fitted_state(som))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("Estimator", [KohonenQuantizer, EMAQuantizer])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_an_init_array_with_nan_or_inf_is_refused(blobs, bad, Estimator, method):
+    init = blobs[:9].copy()
+    init[4, 2] = bad
+    model = Estimator(**({"grid_shape": (3, 3)} if Estimator is KohonenQuantizer else {"n_clusters": 9}), init=init)
+    with pytest.raises(ValueError, match="init array contains NaN or infinity"):
+        getattr(model, method)(blobs)
+    assert not hasattr(model, "cluster_centers_")
+
+
+def _fails_from_step(first_bad_step, bad_value):
+    """A schedule that gives ``bad_value`` from ``first_bad_step`` on."""
+
+    def schedule(step, n_steps, start, end, shrink):
+        return bad_value if step >= first_bad_step else start / (1 + step)
+
+    return schedule
+
+
+CORRUPTING_CALLABLES = {
+    "schedule NaN": (dict(schedule=_fails_from_step(2, float("nan"))), "gave the width nan at step 2"),
+    "schedule inf": (dict(schedule=_fails_from_step(2, float("inf"))), "gave the width inf at step 2"),
+    "neighbourhood NaN": (
+        dict(neighbourhood=lambda d, s: np.where(d > 0, np.nan if s < 0.4 else np.exp(-d / s), 1.0)),
+        "returned NaN or infinite weights",
+    ),
+    "neighbourhood shape": (
+        dict(neighbourhood=lambda d, s: np.exp(-d / s) if s >= 0.4 else np.exp(-d[0] / s)),
+        r"returned shape \(9,\) for grid distances of shape \(9, 9\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTING_CALLABLES))
+def test_a_callable_that_turns_bad_midway_is_refused_and_loses_nothing(blobs, case):
+    # The width falls 1, 1/2, 1/3: the callables turn bad at the third step.
+    params, message = CORRUPTING_CALLABLES[case]
+    settings = dict(grid_shape=(3, 3), sigma=1.0, schedule=_fails_from_step(99, 0.0), random_state=0)
+    model = KohonenQuantizer(**{**settings, **params})
+    model.partial_fit(blobs[:100]).partial_fit(blobs[100:200])
+    before = fitted_state(model)
+    with pytest.raises(ValueError, match=message):
+        model.partial_fit(blobs[200:300])
+    assert_same_state(before, fitted_state(model))
+    # And fit refuses before it stores anything.
+    fresh = KohonenQuantizer(**{**settings, **params, "algorithm": "ema", "batch_size": 100})
+    with pytest.raises(ValueError, match=message):
+        fresh.fit(blobs)
+    assert not hasattr(fresh, "cluster_centers_")
+
+
+@pytest.mark.parametrize("shared", ["instance", "global (None)"])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_failed_first_call_leaves_a_shared_rng_as_it_was(blobs, shared, method):
+    rng = np.random.RandomState(7) if shared == "instance" else None
+    drawn_from = rng if rng is not None else np.random.mtrand._rand
+    # init='sample' draws rows, then the schedule fails at the first step.
+    model = KohonenQuantizer((3, 3), init="sample", schedule=lambda *_: float("nan"), random_state=rng)
+    before = drawn_from.get_state()
+    with pytest.raises(ValueError, match="gave the width nan"):
+        getattr(model, method)(blobs)
+    after = drawn_from.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2:] == before[2:]
+
+
+# ------------------------------------------------------- what the docs say
+
+
+def _parameter_doc(estimator_class, name):
+    """The numpydoc entry of parameter ``name``."""
+    entry = estimator_class.__doc__.split(f"\n    {name} :")[1]
+    return re.split(r"\n    \S", entry)[0]
+
+
+EMA_ONLY = {"decay": (0.5, 0.9), "epsilon": (1e-5, 0.1), "initial_count": (0.0, 5.0), "update": ("all", "active")}
+
+
+@pytest.mark.parametrize("name", list(EMA_ONLY))
+def test_the_docs_say_the_ema_parameters_do_nothing_in_a_batch_fit_and_it_is_so(blobs, name):
+    assert "no effect on a batch fit" in _parameter_doc(KohonenQuantizer, name)
+    a, b = (KohonenQuantizer((3, 3), max_iter=3, **{name: value}).fit(blobs) for value in EMA_ONLY[name])
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    # N0 is the count of a code no sample chose (docs: the resting state);
+    # every chosen code's statistics come from the data alone.
+    chosen = np.bincount(a.labels_, minlength=9) > 0
+    for attribute in ("counts_", "sums_"):
+        np.testing.assert_array_equal(getattr(a, attribute)[chosen], getattr(b, attribute)[chosen])
+    # A partial_fit after the batch fit: the EMA step parameters act there
+    # (on a batch that leaves codes unassigned, for 'update').
+    if name != "initial_count":
+        a.partial_fit(blobs[:5])
+        b.partial_fit(blobs[:5])
+        # After the fit the neighbourhood is narrow and the step small, but it differs.
+        assert np.abs(a.cluster_centers_ - b.cluster_centers_).max() > 1e-6
+
+
+def test_the_hard_kernel_weight_is_capped_at_one_as_documented():
+    assert "weight min(s, 1)" in _parameter_doc(KohonenQuantizer, "neighbourhood")
+    for width, weight in [(0.25, 0.25), (1.0, 1.0), (3.0, 1.0)]:
+        P = dense_matrix(Grid((3,)), "hard", width)
+        np.testing.assert_allclose(P, [[1, weight, 0], [weight, 1, weight], [0, weight, 1]])
+
+
+# ------------------------------------------ the KSOM step, formula by formula
+
+
+@given(ksom_settings())
+def test_each_partial_fit_step_is_the_ksom_formula_with_p_written_out(case):
+    settings, n_prior_steps, seed = case
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(math.prod(settings["grid_shape"]), 3))
+    batches = [rng.normal(size=(12, 3)) for _ in range(n_prior_steps + 1)]
+    expected, smallest_gap = reference_run(settings, W, batches)
+    assume(smallest_gap > 1e-9)  # no tie at float64 precision
+    model = KohonenQuantizer(**settings, init=W)
+    for Z, (W_ref, counts_ref, sums_ref, codes_ref) in zip(batches, expected):
+        model.partial_fit(Z)
+        np.testing.assert_array_equal(model.labels_, codes_ref)
+        np.testing.assert_allclose(model.counts_, counts_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.sums_, sums_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.cluster_centers_, W_ref, rtol=1e-9, atol=1e-9)

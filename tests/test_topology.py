@@ -263,7 +263,7 @@ def test_the_estimators_parameter_names_are_named_in_their_errors():
 
 def test_a_schedule_callable_that_gives_no_width_is_refused():
     schedule = NeighbourhoodSchedule(Grid((4,)), "gaussian", schedule=lambda *args: float("nan"))
-    with pytest.raises(ValueError, match="gave nan at step 3"):
+    with pytest.raises(ValueError, match="gave the width nan at step 3"):
         schedule.at(3)
 
 

@@ -1,13 +1,17 @@
 """The torch VQ layers: docs/design.md sections 2-4 step for step, gradients, precision, errors, conversions."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given
 
 from sklearn_ksom import EMAQuantizer, KohonenQuantizer
 from torch_adapter import EMAVQ, KohonenVQ, VQOutput
+
+from .formula_reference import grid_distances, ksom_settings, ksom_step, reference_run, topographic_error
 
 # ----------------------------------------------- docs/design.md sections 2-4
 #
@@ -34,23 +38,6 @@ def spec_neighbourhood(kind, step):
     return P
 
 
-def spec_step(W, counts, sums, Z, P, *, decay, epsilon, update_all):
-    K = W.shape[0]
-    codes = ((Z[:, None, :] - W[None, :, :]) ** 2).sum(-1).argmin(1)
-    spread = np.eye(K)[codes] @ P
-    n, S = spread.sum(0), spread.T @ Z
-    new_counts, new_sums = decay * counts + (1 - decay) * n, decay * sums + (1 - decay) * S
-    if update_all:
-        total = new_counts.sum()
-        new_counts = (new_counts + epsilon) / (total + K * epsilon) * total
-        return new_sums / new_counts[:, None], new_counts, new_sums, codes
-    active = n > 0
-    new_counts = np.where(active, new_counts, counts)
-    new_sums = np.where(active[:, None], new_sums, sums)
-    W = np.where(active[:, None], new_sums / np.where(active, new_counts, 1.0)[:, None], W)
-    return W, new_counts, new_sums, codes
-
-
 def make_layer(kind, **kwargs):
     if kind == "none":
         return EMAVQ(3, 6, **kwargs)
@@ -71,7 +58,7 @@ def test_training_steps_follow_spec_section_1(kind, initial_count, update):
     for step in range(4):
         Z = rng.normal(size=(8, 3))
         W_before = W
-        W, counts, sums, codes = spec_step(
+        W, counts, sums, codes = ksom_step(
             W, counts, sums, Z, spec_neighbourhood(kind, step),
             decay=0.9, epsilon=1e-5, update_all=update == "all",
         )  # fmt: skip
@@ -139,7 +126,10 @@ def test_eval_mode_leaves_every_buffer_unchanged():
     for name, value in layer.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert layer._steps == 1
-    assert 1 <= float(out.perplexity) <= 9 and 0 < float(out.utilisation) <= 1
+    used = torch.bincount(out.codes, minlength=9).double() / len(out.codes)
+    used = used[used > 0]
+    assert float(out.perplexity) == pytest.approx(math.exp(-float((used * used.log()).sum())), rel=1e-5)
+    assert float(out.utilisation) == pytest.approx(len(used) / 9)
 
 
 def test_training_mode_updates_buffers_and_counts_steps():
@@ -309,7 +299,9 @@ def test_exported_layer_is_a_fitted_estimator_with_the_same_codes():
     np.testing.assert_array_equal(estimator.counts_, layer.counts.numpy())
     X = torch.randn(100, 4)
     np.testing.assert_array_equal(estimator.predict(X.numpy()), layer.eval()(X).codes.numpy())
-    assert 0 <= estimator.topographic_error(X.numpy()) <= 1
+    # The exported map's topographic error, as defined on the hexagonal grid written out here.
+    expected = topographic_error(X.numpy(), layer.codebook.numpy(), grid_distances((3, 4), hexagonal=True), 1.0)
+    assert estimator.topographic_error(X.numpy()) == pytest.approx(expected)
     assert isinstance(EMAVQ(4, 8).to_estimator(), EMAQuantizer)
 
 
@@ -357,3 +349,54 @@ def test_from_estimator_needs_the_matching_fitted_estimator():
         KohonenVQ.from_estimator(EMAQuantizer(4))
     with pytest.raises(Exception, match="not fitted"):
         EMAVQ.from_estimator(EMAQuantizer(4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("layer_class", [KohonenVQ, EMAVQ])
+def test_an_init_array_with_nan_or_inf_is_refused(bad, layer_class):
+    init = np.zeros((6, 3), dtype=np.float32)
+    init[2, 1] = bad
+    size = {"grid_shape": (2, 3)} if layer_class is KohonenVQ else {"n_clusters": 6}
+    with pytest.raises(ValueError, match="init array contains NaN or infinity"):
+        layer_class(3, **size, init=init)
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (dict(schedule=lambda step, *_: float("nan") if step >= 2 else 1.0), "gave the width nan at step 2"),
+        (
+            # Widths 2, 4/3, 1 over the first three steps.
+            dict(neighbourhood=lambda d, s: d * np.nan if s < 1.1 else torch.exp(-d / s), sigma=2.0, shrink=0.5),
+            "NaN or infinite weights",
+        ),
+    ],
+)
+def test_a_callable_that_turns_bad_midway_leaves_the_buffers_unchanged(params, message):
+    torch.manual_seed(0)
+    layer = KohonenVQ(3, GRID, **params).train()
+    layer(torch.randn(10, 3))
+    layer(torch.randn(10, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        layer(torch.randn(10, 3))
+    for name, value in layer.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert layer._steps == 2
+
+
+@given(ksom_settings())
+def test_each_training_step_is_the_ksom_formula_with_p_written_out(case):
+    settings, n_prior_steps, seed = case
+    rng = np.random.default_rng(seed)
+    # The layer keeps its init in float32: the reference starts from the same codes.
+    W = rng.normal(size=(math.prod(settings["grid_shape"]), 3)).astype(np.float32).astype(np.float64)
+    batches = [rng.normal(size=(12, 3)) for _ in range(n_prior_steps + 1)]
+    expected, smallest_gap = reference_run(settings, W, batches)
+    assume(smallest_gap > 1e-9)  # no tie at float64 precision
+    layer = KohonenVQ(3, **settings, init=W).double().train()
+    for Z, (W_ref, counts_ref, sums_ref, codes_ref) in zip(batches, expected):
+        codes = layer(torch.from_numpy(Z)).codes.numpy()
+        np.testing.assert_array_equal(codes, codes_ref)
+        for name, value in [("codebook", W_ref), ("counts", counts_ref), ("sums", sums_ref)]:
+            np.testing.assert_allclose(getattr(layer, name).numpy(), value, rtol=1e-9, atol=1e-9, err_msg=name)

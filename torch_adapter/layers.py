@@ -83,6 +83,8 @@ class _EMAQuantizerLayer(torch.nn.Module):
         codebook = torch.randn(shape) if is_normal else torch.as_tensor(_host_array(init), dtype=torch.float32)
         if tuple(codebook.shape) != shape:
             raise ValueError(f"init array has shape {tuple(codebook.shape)}; expected (n_codes, dim) = {shape}.")
+        if not bool(torch.isfinite(codebook).all()):
+            raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
         state = initial_state(codebook.clone(), self.ema.initial_count)
         for field, value in zip(EMAState._fields, state):
             self.register_buffer(field, value)

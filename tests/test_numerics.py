@@ -1,0 +1,193 @@
+"""Distances far from the origin: translation-safe, or a clear error.
+
+||x||^2 - 2 x.w + ||w||^2 cancels catastrophically on data far from the
+origin; every user of distances (estimators, metrics, the Dask path, the
+torch layers) must give the float64 brute-force answer there, and refuse
+distances whose squares overflow.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core, metrics
+from torch_adapter import EMAVQ, KohonenVQ
+
+from .conftest import to_xp
+
+# (dtype, offset) pairs where the plain expansion loses (nearly) every digit.
+FAR_FROM_ORIGIN = [(np.float32, 1e3), (np.float32, 1e4), (np.float64, 1e8)]
+
+
+def brute_force(X, codebook):
+    """Squared distances in float64 from differences (no cancellation), (N, K)."""
+    X, codebook = np.asarray(X, np.float64), np.asarray(codebook, np.float64)
+    return ((X[:, None, :] - codebook[None, :, :]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize(("dtype", "offset"), FAR_FROM_ORIGIN)
+def test_a_map_fitted_far_from_the_origin_predicts_as_brute_force(dtype, offset):
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(3000, 3)) + offset).astype(dtype)
+    som = KohonenQuantizer((3, 3)).fit(X)
+    distances = brute_force(X, som.cluster_centers_)
+    assert np.mean(som.predict(X) == distances.argmin(1)) >= 0.999
+    true_qe = np.sqrt(distances.min(1)).mean()
+    assert som.quantization_error(X) == pytest.approx(true_qe, rel=0.01)
+    assert -som.score(X) == pytest.approx(distances.min(1).mean(), rel=0.01)
+    np.testing.assert_allclose(som.transform(X), np.sqrt(distances), rtol=1e-3, atol=1e-3)
+    # The same map as on centred data: QE within 2 % (float32 data at 1e4
+    # keep only 1e-3 of resolution, and the batch sums accumulate in float32).
+    centred = KohonenQuantizer((3, 3)).fit(X.astype(np.float64) - offset)
+    assert true_qe == pytest.approx(centred.quantization_error(X.astype(np.float64) - offset), rel=0.02)
+
+
+@given(
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 8),
+    st.floats(1e-3, 1e3),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_chosen_code_is_nearest_whatever_the_offset_and_scale(dtype, exponent, scale, seed):
+    rng = np.random.default_rng(seed)
+    offset = 10.0 ** (exponent if dtype == np.float64 else min(exponent, 4))
+    offset *= rng.choice([-1, 1], size=4)
+    X = (scale * rng.normal(size=(200, 4)) + offset).astype(dtype)
+    W = (scale * rng.normal(size=(12, 4)) + offset).astype(dtype)
+    assignment = core.assign(X, W, second=True)
+    distances = brute_force(X, W)
+    # The error of the shifted expansion scales with the squared distances
+    # from the codes' mean, not with the squared offset.
+    centre = W.astype(np.float64).mean(0)
+    spread = brute_force(X, centre[None]).max() + brute_force(W, centre[None]).max()
+    tolerance = 64 * np.finfo(dtype).eps * spread
+    rows = np.arange(len(X))
+    assert np.all(distances[rows, assignment.first] <= distances.min(1) + tolerance)
+    np.testing.assert_allclose(assignment.squared_distance, distances.min(1), atol=tolerance)
+    masked = distances.copy()
+    masked[rows, assignment.first] = np.inf
+    assert np.all(distances[rows, assignment.second] <= masked.min(1) + tolerance)
+    np.testing.assert_allclose(core.squared_distances(X, W), distances, atol=tolerance)
+
+
+def test_every_namespace_is_translation_safe(xp):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 3)) + 1e4
+    W = rng.normal(size=(9, 3)) + 1e4
+    distances = brute_force(X.astype(np.float32), W.astype(np.float32))
+    assignment = core.assign(to_xp(xp, X, xp.float32), to_xp(xp, W, xp.float32), second=True)
+    assert np.mean(np.asarray(assignment.first) == distances.argmin(1)) >= 0.999
+    np.testing.assert_allclose(np.asarray(assignment.squared_distance), distances.min(1), rtol=1e-3, atol=1e-3)
+    transform = core.squared_distances(to_xp(xp, X, xp.float32), to_xp(xp, W, xp.float32))
+    np.testing.assert_allclose(np.asarray(transform), distances, rtol=1e-3, atol=1e-3)
+
+
+def test_data_on_a_grid_break_ties_as_brute_force_after_the_shift():
+    # Codes -1, 1 and 0.25 have a mean (1/12) that is not a grid point; the
+    # shift keeps 0 exactly between -1 and 1, so the lower index wins.
+    X = np.zeros((1, 1))
+    W = np.array([[-1.0], [1.0], [5.25]])
+    assert core.assign(X, W).first[0] == 0
+    assert core.assign(X, W[::-1].copy()).first[0] == 1
+
+
+def test_metrics_are_translation_invariant():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 2))
+    som = KohonenQuantizer((4, 4), random_state=0).fit(X)
+    W = som.cluster_centers_
+    offset = 1e8
+    assert metrics.quantization_error(X + offset, W + offset) == pytest.approx(metrics.quantization_error(X, W), rel=1e-4)
+    shifted = metrics.topographic_error(X + offset, W + offset, som.grid_)
+    assert shifted == pytest.approx(metrics.topographic_error(X, W, som.grid_), abs=2 / len(X))
+
+
+def test_dask_path_predicts_far_from_the_origin_as_brute_force():
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(1200, 3)) + 1e4).astype(np.float32)
+    som = KohonenQuantizer((3, 3)).fit(da.from_array(X, chunks=300))
+    distances = brute_force(X, som.cluster_centers_)
+    labels = som.predict(da.from_array(X, chunks=300)).compute()
+    assert np.mean(labels == distances.argmin(1)) >= 0.999
+    assert som.inertia_ == pytest.approx(distances.min(1).sum(), rel=0.01)
+
+
+@pytest.mark.parametrize("layer_class", [KohonenVQ, EMAVQ])
+def test_layers_quantise_far_from_the_origin_as_brute_force(layer_class):
+    generator = torch.Generator().manual_seed(0)
+    codebook = torch.randn(16, 3, generator=generator) + 1e4
+    options = {"grid_shape": (4, 4)} if layer_class is KohonenVQ else {"n_clusters": 16}
+    layer = layer_class(3, **options, init=codebook.numpy())
+    z = torch.randn(500, 3, generator=generator) + 1e4
+    expected = brute_force(z.numpy(), layer.codebook.numpy()).argmin(1)
+    layer.eval()
+    assert np.mean(layer(z).codes.numpy() == expected) >= 0.999
+    layer.train()
+    assert np.mean(layer(z).codes.numpy() == expected) >= 0.999
+
+
+# ---------------------------------------------------------------- overflow
+
+HUGE = 1e20  # its square overflows float32
+
+
+@pytest.fixture
+def fitted():
+    X = np.random.default_rng(3).normal(size=(300, 3)).astype(np.float32)
+    return KohonenQuantizer((3, 3), random_state=0).fit(X), X
+
+
+@pytest.mark.parametrize(
+    "method", ["predict", "transform", "score", "quantize", "quantization_error", "topographic_error"]
+)
+def test_inference_refuses_distances_that_overflow(fitted, method):
+    som, X = fitted
+    X = X.copy()
+    X[5, 1] = HUGE
+    with pytest.raises(ValueError, match="overflow float32"):
+        getattr(som, method)(X)
+
+
+def test_partial_fit_refuses_distances_that_overflow_and_keeps_its_state(fitted):
+    som, X = fitted
+    before = {name: np.copy(getattr(som, name)) for name in ("cluster_centers_", "counts_", "sums_")}
+    X = X.copy()
+    X[0, 0] = HUGE
+    with pytest.raises(ValueError, match="overflow float32"):
+        som.partial_fit(X)
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(som, name), value)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # in the initialisation
+@pytest.mark.parametrize("estimator", [KohonenQuantizer((3, 3)), EMAQuantizer(4, random_state=0)])
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_fit_refuses_distances_that_overflow(estimator, algorithm):
+    X = np.random.default_rng(4).normal(size=(300, 3)).astype(np.float32)
+    X[7, 2] = HUGE
+    with pytest.raises(ValueError, match="overflow float32"):
+        estimator.set_params(algorithm=algorithm).fit(X)
+    assert not hasattr(estimator, "cluster_centers_")
+
+
+def test_a_nan_codebook_is_refused_not_assigned(xp):
+    W = to_xp(xp, [[0.0, 0.0], [np.nan, 1.0], [2.0, 2.0]])
+    X = to_xp(xp, [[0.1, 0.0], [2.0, 2.1]])
+    with pytest.raises(ValueError, match="NaN"):
+        core.assign(X, W)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_layers_refuse_distances_that_overflow_with_buffers_unchanged(training):
+    torch.manual_seed(0)
+    layer = KohonenVQ(3, grid_shape=(3, 3)).train(training)
+    before = {name: buffer.clone() for name, buffer in layer.named_buffers()}
+    z = torch.randn(20, 3)
+    z[4, 0] = HUGE
+    with pytest.raises(ValueError, match="overflow|NaN or inf"):
+        layer(z)
+    for name, buffer in layer.named_buffers():
+        assert torch.equal(buffer, before[name]), name
