@@ -143,8 +143,9 @@ class _EMAQuantizerLayer(torch.nn.Module):
                 counts, sums = packed[:, 0], packed[:, 1:]
             if not bool(torch.isfinite(sums).all()):  # the step's one host sync
                 raise ValueError(
-                    f"{type(self).__name__} got NaN or inf in its training input (on this or "
-                    "another process); the codebook was not updated. Check the encoder output."
+                    f"{type(self).__name__} got NaN or inf in its training input, or input so far from "
+                    "the codes that squared distances overflow (on this or another process); the "
+                    "codebook was not updated. Check the encoder output."
                 )
             batch_counts.append(counts)
             return counts, sums
@@ -277,8 +278,9 @@ class KohonenVQ(_EMAQuantizerLayer):
       processes that start from the same codebook (DistributedDataParallel
       broadcasts it) keep the same codebook.
     - A training step reads one flag back from the device: whether the
-      batch statistics are finite; a NaN or inf batch raises and changes
-      nothing.
+      batch statistics are finite; a NaN or inf batch, or one whose squared
+      distances overflow, raises and changes nothing.  Eval mode reads one
+      flag too: whether the distances are finite.
 
     Examples
     --------
