@@ -321,8 +321,9 @@ class KohonenVQ(_EMAQuantizerLayer):
       processes that start from the same codebook (DistributedDataParallel
       broadcasts it) keep the same codebook.
     - A training step reads one flag back from the device: whether the
-      batch statistics are finite; a NaN or inf batch raises and changes
-      nothing.
+      batch statistics are finite; a NaN or inf batch, or one whose squared
+      distances overflow, raises and changes nothing.  Eval mode reads one
+      flag too: whether the distances are finite.
 
     Examples
     --------
