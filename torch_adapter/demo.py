@@ -21,7 +21,7 @@ from .train import TrainConfig, code_grid, load_run, read_metrics, saved_config,
 # The two runs of the demo: same everything but the bottleneck.
 DEMO_RUNS = {"KSOM": {"quantizer": "ksom"}, "EMA-VQ": {"quantizer": "ema"}}
 DEMO_SETTINGS = dict(
-    data="patches", hidden=64, residual_hidden=32, dim=32, grid=(16, 16), batch_size=64, steps=1000,
+    data="patches", hidden=64, residual_hidden=32, dim=32, grid_shape=(16, 16), batch_size=64, steps=1000,
     lr=1e-3, log_every=10, val_every=100, val_images=1024, checkpoint_every=500, seed=0,
 )
 
@@ -147,7 +147,7 @@ def write_report(out: Path, run_dirs, names, seconds: float) -> Path:
         "",
         f"Data: {config.data} ({DATA_DESCRIPTIONS.get(config.data, 'see --data')}), "
         f"{config.steps} steps, batch {config.batch_size}, h={config.hidden}, D={config.dim}, "
-        f"K={ksom['n_codes']} on a {'x'.join(map(str, config.grid))} grid, seed {config.seed}. "
+        f"K={ksom['n_codes']} on a {'x'.join(map(str, config.grid_shape))} grid, seed {config.seed}. "
         f"Total wall time {seconds / 60:.1f} min with {torch.get_num_threads()} torch thread(s).",
         "",
         "| bottleneck | best val MSE | last val MSE | val perplexity | utilisation | topographic error "
