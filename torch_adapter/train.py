@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -388,8 +389,13 @@ class Run:
         }
         path = self.directory / CHECKPOINT
         temporary = self.directory / (CHECKPOINT + ".partial")
+        content = io.BytesIO()
+        torch.save(state, content)  # in memory first: torch.save reports a failed write as a RuntimeError
         try:
-            torch.save(state, temporary)
+            with open(temporary, "wb") as stream:
+                stream.write(content.getbuffer())
+                stream.flush()
+                os.fsync(stream.fileno())
             os.replace(temporary, path)  # never a half-written checkpoint
         except OSError as error:
             with contextlib.suppress(OSError):
@@ -509,7 +515,8 @@ class Run:
         bar = _progress_bar(self.step, config.steps, enabled=config.progress and self.processes.is_main)
         log_path = self.directory / METRICS
         with _writing(log_path, "Free space, then --resume."):
-            log = log_path.open("a") if self.processes.is_main else _Nowhere()
+            # Unbuffered: each line is one write, so a failed write leaves nothing behind to flush later.
+            log = log_path.open("ab", buffering=0) if self.processes.is_main else _Nowhere()
         with log:
             while self.step < config.steps:
                 started = time.perf_counter()
@@ -529,8 +536,7 @@ class Run:
                     if self.processes.is_main:
                         with _writing(log_path, f"The run stopped at step {self.step}. Free space, then continue "
                                                 "with --resume."):
-                            log.write(json.dumps(line) + "\n")
-                            log.flush()
+                            log.write((json.dumps(line) + "\n").encode())
                     if on_schedule:
                         self.logged_through = self.step
                     logged.append(line)
@@ -552,10 +558,7 @@ class _Nowhere:
     def __exit__(self, *exc):
         return False
 
-    def write(self, text):
-        pass
-
-    def flush(self):
+    def write(self, data):
         pass
 
 
