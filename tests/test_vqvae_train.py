@@ -189,10 +189,12 @@ def test_a_run_folder_from_before_the_renaming_resumes(tmp_path):
     (old / "config.json").write_text(json.dumps(config))
     state = torch.load(old / "checkpoint.pt", weights_only=True)
     state["config"] = config
+    del state["logged_through"]  # added with the renaming
     torch.save(state, old / "checkpoint.pt")
     resumed = train(old, resume=True, steps=6)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(old))
     assert load_run(old)[2].grid_shape == (4, 4)
 
 

@@ -335,8 +335,8 @@ class Run:
         self.step = 0
         self.wall_time = 0.0
         self.pending = {"loss": 0.0, "reconstruction_mse": 0.0, "n": 0}
-        self.logged_through = 0  # step of the latest on-schedule line of the log
-        self.resumed_log_check = None  # None for a new run, else whether the checkpoint tells logged_through
+        # Step of the log's latest on-schedule line (None: not known, from an older checkpoint).
+        self.logged_through = 0
         if resume:
             self._load_checkpoint()
         self.network = self.model
@@ -369,8 +369,7 @@ class Run:
         self.step = state["step"]
         self.wall_time = state["wall_time"]
         self.pending = state["pending"]
-        self.logged_through = state.get("logged_through", 0)
-        self.resumed_log_check = "logged_through" in state
+        self.logged_through = state.get("logged_through")
 
     def save_checkpoint(self):
         if not self.processes.is_main:
@@ -431,7 +430,7 @@ class Run:
         if not log.exists():
             return []  # moved away on purpose: the run goes on with a new log
         lines = read_metrics(self.directory)
-        if not self.resumed_log_check:  # an older checkpoint: the current schedule tells
+        if self.logged_through is None:  # an older checkpoint: the current schedule tells
             return [line for line in lines if line["step"] <= self.step and self._on_schedule(line["step"])]
         kept = [line for line in lines if line["step"] <= self.logged_through]
         last = kept[-1]["step"] if kept else 0
@@ -640,7 +639,8 @@ class RunLock:
             while self._fd is None:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
                 if not _try_lock(fd):
-                    holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "a process"
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    holder = os.read(fd, 400).decode(errors="replace").strip() or "a process"
                     os.close(fd)
                     raise RunFolderError(
                         f"{self.directory} is in use by another training run ({holder}; lock file {self.path}). "
@@ -652,7 +652,8 @@ class RunLock:
                     os.close(fd)
             holder = f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, (holder + "\n").encode(), 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, (holder + "\n").encode())
 
     def release(self):
         if self._fd is not None:
