@@ -107,9 +107,10 @@ def _add_train_options(parser: argparse.ArgumentParser):
     from .train import TrainConfig
 
     defaults = TrainConfig()
+    groups = train_options()
     # Defaults are SUPPRESSed so the parsed namespace holds only the options
     # given: --resume can then tell which ones the user asked to change.
-    for group_name, options in train_options().items():
+    for group_name, options in groups.items():
         group = parser.add_argument_group(group_name)
         for flag, kind, text, choices in options:
             name = flag[2:].replace("-", "_")
@@ -122,8 +123,9 @@ def _add_train_options(parser: argparse.ArgumentParser):
                 group.add_argument(*flags, type=kind, choices=choices, default=argparse.SUPPRESS, help=text,
                                    nargs="+" if name == "grid_shape" else None,
                                    metavar=None if choices else name.upper())
+    kinds = {flag: kind for options in groups.values() for flag, kind, *_ in options}
     for old, new in DEPRECATED_FLAGS.items():
-        parser.add_argument(old, dest=new[2:].replace("-", "_"), type=float, action=_Deprecated,
+        parser.add_argument(old, dest=new[2:].replace("-", "_"), type=kinds[new], action=_Deprecated,
                             default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
                         help="no progress bar (in a terminal; elsewhere a line every tenth of the run)")

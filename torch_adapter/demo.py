@@ -157,7 +157,7 @@ def write_report(out: Path, run_dirs, names, seconds: float) -> Path:
         f"Data: {config.data} ({DATA_DESCRIPTIONS.get(config.data, 'see --data')}), "
         f"{config.steps} steps, batch {config.batch_size}, h={config.hidden}, D={config.dim}, "
         f"K={ksom['n_codes']} on a {'x'.join(map(str, config.grid_shape))} grid, seed {config.seed}. "
-        f"Total wall time {seconds / 60:.1f} min with {torch.get_num_threads()} torch thread(s).",
+        f"Total wall time {seconds / 60:.1f} min.",
         "",
         f"Ran on PyTorch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), Python "
         f"{platform.python_version()}, {torch.get_num_threads()} torch thread(s). The figures repeat bit for bit "
