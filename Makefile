@@ -6,9 +6,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build.
-# Override on a GPU machine, e.g. `make test TORCH=torch`.
+# PyTorch's version. Which build pip takes depends on where it looks: a
+# local CPU wheel where one is at hand, the CUDA build (about 2 GB) from
+# plain PyPI. For the CPU build from PyTorch's index:
+#   make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# Another version: `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
 export SCIPY_ARRAY_API := 1
@@ -23,7 +27,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet $(TORCH_INDEX) "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test,torch,vqvae,dask,bench]"
 	touch $(STAMP)
 
@@ -34,7 +38,8 @@ test-fast: install
 	$(PY) -m pytest tests sklearn_ksom torch_adapter -m "not slow" -x
 
 # Trains a KSOM and an EMA-VQ VQ-VAE on the bundled photo patches (a few
-# minutes on 2 cores) and writes runs/demo/report.md.
+# minutes on 2 cores, one torch thread) and writes runs/demo/report.md; the
+# README's demo figures come from it.
 demo: install
 	$(PY) -m torch_adapter demo --out runs/demo
 

@@ -55,7 +55,7 @@ def test_sweep_writes_one_run_folder_per_cell_and_seed(swept):
             assert lines[-1]["step"] == STEPS and "val_mse" in lines[-1]
             config = json.loads((runs / "digits" / cell / f"seed{seed}" / "config.json").read_text())
             assert config["seed"] == seed and config["steps"] == STEPS
-    assert json.loads((runs / "digits" / "ksom-1d" / "seed0" / "config.json").read_text())["grid"] == [64]
+    assert json.loads((runs / "digits" / "ksom-1d" / "seed0" / "config.json").read_text())["grid_shape"] == [64]
 
 
 def test_loss_and_convergence_columns_are_the_logs_figures(swept):
@@ -188,4 +188,4 @@ def test_every_cell_makes_a_valid_training_config_at_every_size(size):
         if cell.startswith("ksom"):
             assert config.quantizer == "ksom" and config.schedule == "inverse"
     full = paper_sweep.run_config("ksom-1d", 0, "full", data="cifar10")
-    assert (full.hidden, full.dim, full.grid, full.batch_size, full.steps) == (128, 64, (512,), 256, 30000)
+    assert (full.hidden, full.dim, full.grid_shape, full.batch_size, full.steps) == (128, 64, (512,), 256, 30000)

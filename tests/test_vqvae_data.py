@@ -3,6 +3,7 @@
 import gzip
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -210,3 +211,10 @@ def test_shards_of_a_batch_cover_it_exactly_once():
 def test_batch_larger_than_the_data_is_refused():
     with pytest.raises(data.DataError, match="exceeds the 10 training images"):
         data.batch_indices(10, 11, 0, seed=0)
+
+
+def test_photo_patches_without_scikit_image_are_refused_not_shrunk(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # makes `import skimage...` raise ImportError
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    with pytest.raises(data.DataError, match=r'scikit-image.*sklearn-ksom\[vqvae\]'):
+        data.photo_patches()

@@ -20,7 +20,7 @@ WORKER = textwrap.dedent(
     from torch_adapter.train import TrainConfig, train
     out = sys.argv[1]
     run = train(out + "/run", TrainConfig(
-        data="digits", n_downsample=1, hidden=16, residual_hidden=8, grid=(4, 4), dim=8, batch_size=32,
+        data="digits", n_downsample=1, hidden=16, residual_hidden=8, grid_shape=(4, 4), dim=8, batch_size=32,
         steps=5, log_every=1, val_every=5, val_images=100, progress=False, device="cpu"))
     torch.save({"state": run.model.state_dict(), "world_size": run.processes.world_size,
                 "batch": run.batch(0)}, f"{out}/rank{os.environ['RANK']}.pt")

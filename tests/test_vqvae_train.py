@@ -1,15 +1,20 @@
 """The VQ-VAE model and its training loop: few-step runs, resume, failed steps."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from torch_adapter.train import TrainConfig, build_quantizer, load_run, read_metrics, train
+from torch_adapter.train import RunFolderError, RunLock, TrainConfig, build_quantizer, load_run, read_metrics, train
 from torch_adapter.vqvae import VQVAE
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # A tiny model on scikit-learn's 8x8 digits: a step takes milliseconds.
-TINY = dict(data="digits", n_downsample=1, hidden=16, residual_hidden=8, grid=(4, 4), dim=8, batch_size=32,
+TINY = dict(data="digits", n_downsample=1, hidden=16, residual_hidden=8, grid_shape=(4, 4), dim=8, batch_size=32,
             log_every=2, val_every=4, val_images=200, checkpoint_every=3, progress=False, device="cpu")
 
 
@@ -26,7 +31,7 @@ def strip_wall_time(lines):
 
 @pytest.mark.parametrize("n_downsample, latent", [(1, 16), (2, 8)])
 def test_reference_model_maps_32x32_images_to_latent_grids(n_downsample, latent):
-    config = TrainConfig(hidden=16, residual_hidden=8, dim=8, grid=(4, 4), n_downsample=n_downsample)
+    config = TrainConfig(hidden=16, residual_hidden=8, dim=8, grid_shape=(4, 4), n_downsample=n_downsample)
     model = VQVAE(build_quantizer(config), 3, hidden=16, residual_hidden=8, n_downsample=n_downsample)
     out = model(torch.randn(2, 3, 32, 32))
     assert out.reconstruction.shape == (2, 3, 32, 32)
@@ -67,7 +72,7 @@ def test_a_few_steps_train_each_bottleneck_and_log_every_figure(tmp_path, quanti
     assert all(line["val_mse"] > 0 and 1 <= line["val_perplexity"] <= 16 for line in validated)
     assert validated[-1]["val_mse"] < validated[0]["val_mse"]  # trained: the held-out error fell
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["quantizer"] == quantizer and saved["grid"] == [4, 4]
+    assert saved["quantizer"] == quantizer and saved["grid_shape"] == [4, 4]
 
 
 def test_training_changes_the_codebook_and_the_weights(tmp_path):
@@ -140,7 +145,7 @@ def test_load_run_rebuilds_the_trained_model(tmp_path):
     [
         ({"steps": 0}, "steps must be at least 1"),
         ({"quantizer": "kmeans"}, "quantizer must be one of ksom, ema"),
-        ({"grid": (4, 0)}, "grid must be positive"),
+        ({"grid_shape": (4, 0)}, "grid_shape must be positive"),
         ({"lr": -1.0}, "lr must be a positive number"),
         ({"device": "tpu"}, "device must be auto, cpu, cuda"),
     ],
@@ -167,3 +172,147 @@ def test_dense_early_validation_adds_validations_up_to_its_last_step_and_survive
 def test_bad_dense_validation_options_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**changes)
+
+
+# ------------------------------------------------------------ older run folders
+
+
+def test_config_under_the_former_names_beta_and_grid_loads_as_commitment_and_grid_shape():
+    saved = TrainConfig().to_dict()
+    del saved["commitment"], saved["grid_shape"]
+    config = TrainConfig.from_dict({**saved, "beta": 0.5, "grid": [8, 4]})
+    assert config.commitment == 0.5 and config.grid_shape == (8, 4)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"beta": 0.5, "commitment": 0.25}, "'beta' .* and 'commitment' differ"),
+        ({"lerning_rate": 0.1}, "unknown option.*lerning_rate"),
+    ],
+)
+def test_config_with_conflicting_or_unknown_options_is_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
+
+
+def test_a_run_folder_from_before_the_renaming_resumes(tmp_path):
+    straight = train(tmp_path / "straight", tiny_config(steps=6))
+    old = tmp_path / "old"
+    train(old, tiny_config(steps=3))
+    # Write config.json and the checkpoint's copy as the code before the renaming did.
+    config = json.loads((old / "config.json").read_text())
+    config["beta"], config["grid"] = config.pop("commitment"), config.pop("grid_shape")
+    (old / "config.json").write_text(json.dumps(config))
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    state["config"] = config
+    del state["logged_through"]  # added with the renaming
+    torch.save(state, old / "checkpoint.pt")
+    resumed = train(old, resume=True, steps=6)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(old))
+    assert load_run(old)[2].grid_shape == (4, 4)
+
+
+# ------------------------------------------------------------ resume and the log
+
+
+def test_resume_below_the_current_step_says_so_and_changes_nothing(tmp_path):
+    train(tmp_path, tiny_config(steps=6))
+    log, checkpoint = (tmp_path / "metrics.jsonl").read_bytes(), (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="--steps 4 is below the step .* has reached \\(6\\)"):
+        train(tmp_path, resume=True, steps=4)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == log
+    assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint
+
+
+def test_a_log_line_cut_by_a_crash_is_dropped_and_its_step_runs_again(tmp_path):
+    straight = train(tmp_path / "straight", tiny_config(steps=8))
+    run_dir = tmp_path / "crashed"
+    train(run_dir, tiny_config(steps=3))  # checkpoint at step 3, last on-schedule line at step 2
+    log = run_dir / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed while writing a later line
+    resumed = train(run_dir, resume=True, steps=8)
+    assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in straight.model.state_dict().items())
+    assert strip_wall_time(read_metrics(tmp_path / "straight")) == strip_wall_time(read_metrics(run_dir))
+
+
+def test_a_log_that_lost_lines_before_the_checkpoint_is_refused(tmp_path):
+    train(tmp_path, tiny_config(steps=6))  # lines at steps 2, 4, 6
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(log.read_text()[:40])  # cut inside the first line
+    with pytest.raises(RunFolderError, match="metrics.jsonl ends at step 0, but the run had logged up to step 6"):
+        train(tmp_path, resume=True, steps=8)
+
+
+def test_a_damaged_line_inside_the_log_is_refused_with_its_number(tmp_path):
+    train(tmp_path, tiny_config(steps=6))
+    log = tmp_path / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "{\"step\": 4, \"lo", lines[2]]) + "\n")
+    with pytest.raises(RunFolderError, match="metrics.jsonl line 2 is damaged"):
+        read_metrics(tmp_path)
+
+
+def test_resume_with_another_log_every_keeps_the_lines_already_logged(tmp_path):
+    train(tmp_path, tiny_config(steps=4, log_every=2, val_every=4))  # lines at 2, 4
+    train(tmp_path, resume=True, steps=9, log_every=3)  # validation (every 4) logs too
+    assert [line["step"] for line in read_metrics(tmp_path)] == [2, 4, 6, 8, 9]
+
+
+# ------------------------------------------------------------ the folder lock
+
+
+HOLD_LOCK = """
+import sys, time
+from torch_adapter.train import RunLock
+with RunLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match=f"in use by another training run \\(process {holder.pid} on"):
+            train(tmp_path, tiny_config(steps=2))
+        assert not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # The holder died without releasing: its lock file is taken over.
+    assert (tmp_path / "run.lock").exists()
+    assert train(tmp_path, tiny_config(steps=2)).step == 2
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
+    (tmp_path / "run.lock").write_text("process 999999 on elsewhere, since long ago\n")
+    assert train(tmp_path, tiny_config(steps=2)).step == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt"}
+
+
+def test_the_lock_is_released_when_the_run_fails(tmp_path):
+    with pytest.raises(ValueError):
+        train(tmp_path, tiny_config(steps=2, batch_size=5000))  # more than the images: refused while loading
+    with RunLock(tmp_path):  # free again
+        pass
+
+
+# ------------------------------------------------------------ progress
+
+
+def test_progress_in_a_log_file_is_a_line_every_tenth_of_the_run(tmp_path, capsys):
+    train(tmp_path, tiny_config(steps=200, progress=True, log_every=50, val_every=100))
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no redrawn bar
+    lines = err.splitlines()
+    assert len(lines) == 10 and len(err) < 1500
+    assert lines[0].startswith("step 20/200 (10 %)") and lines[-1].startswith("step 200/200 (100 %)")

@@ -8,6 +8,14 @@
 - :mod:`.cli`: the ``ksom-vqvae`` command (``python -m torch_adapter``).
 """
 
-from .layers import EMAVQ, KohonenVQ, VQOutput
-
 __all__ = ["EMAVQ", "KohonenVQ", "VQOutput"]
+
+
+def __getattr__(name):
+    # The layers load on first use, so that `ksom-vqvae` (torch_adapter.cli)
+    # starts without PyTorch and can say which extra to install.
+    if name in __all__:
+        from . import layers
+
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

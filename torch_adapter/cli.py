@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    ksom-vqvae train --out runs/ksom --quantizer ksom --grid 16 16 --steps 2000
+    ksom-vqvae train --out runs/ksom --quantizer ksom --grid-shape 16 16 --steps 2000
     ksom-vqvae train --out runs/ksom --resume --steps 4000   # go on where it stopped
     ksom-vqvae evaluate runs/ksom                             # validation figures, JSON
     ksom-vqvae pictures runs/ksom runs/ema --out runs/pictures
@@ -10,91 +10,125 @@ Subcommands::
 
 Under ``torchrun --nproc_per_node N -m torch_adapter train ...`` the data is
 sharded over the N processes (gloo on CPU, NCCL on GPUs).
+
+The command needs the ``vqvae`` extra (PyTorch, matplotlib, tqdm,
+scikit-image); without it, it says so rather than fail on an import.
+PyTorch is imported only once that is checked, so this module loads in a
+core-only install.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-import torch
-
 from sklearn_ksom.topology import NEIGHBOURHOODS, SCHEDULES
 
-from . import data as data_module
-from .train import QUANTIZERS, TrainConfig
+# What the command imports, all from the extra it names.
+EXTRA_MODULES = ("torch", "matplotlib", "tqdm", "skimage")
+INSTALL_EXTRA = 'pip install "sklearn-ksom[vqvae]"'
 
-DEFAULTS = TrainConfig()
 
-# (option, type or action, help); choices where the values are a closed set.
-TRAIN_OPTIONS = {
-    "data": [
-        ("--data", str, "data set", data_module.DATASETS),
-        ("--data-dir", str, "folder of the data files (MNIST, Fashion-MNIST, CIFAR-10)", None),
-        ("--validation-fraction", float, "share of the images held out for validation", None),
-        ("--patch-size", int, "side of the photo patches (data=patches)", None),
-        ("--patch-stride", int, "pixels between photo patches (data=patches)", None),
-    ],
-    "bottleneck": [
-        ("--quantizer", str, "ksom (Kohonen VQ) or ema (EMA-VQ)", QUANTIZERS),
-        ("--grid", int, "grid shape; K is its product (EMA-VQ uses it for K and its pictures)", None),
-        ("--dim", int, "latent depth D", None),
-        ("--hexagonal", "store_true", "hexagonal 2-D grid", None),
-        ("--toroidal", "store_true", "wrap the grid into a torus", None),
-        ("--neighbourhood", str, "neighbourhood kernel", NEIGHBOURHOODS),
-        ("--sigma", float, "start width of the neighbourhood (kernel's default if unset)", None),
-        ("--sigma-end", float, "end width (exponential / linear schedules)", None),
-        ("--schedule", str, "how the width shrinks", tuple(SCHEDULES)),
-        ("--shrink", float, "tau of the inverse schedule s0 / (1 + tau t)", None),
-        ("--schedule-steps", int, "steps of the exponential / linear schedules (default: --steps)", None),
-        ("--decay", float, "EMA decay gamma", None),
-        ("--epsilon", float, "Laplace smoothing epsilon", None),
-        ("--initial-count", float, "initial EMA count N0 of every code", None),
-        ("--update", str, "update all codes every step, or only those assigned", ("all", "active")),
-        ("--init", str, "codebook initialisation", None),
-    ],
-    "model": [
-        ("--hidden", int, "width h of encoder and decoder", None),
-        ("--residual-hidden", int, "width r inside residual blocks", None),
-        ("--n-residual", int, "residual blocks in encoder and decoder", None),
-        ("--n-downsample", int, "stride-2 stages (latents 2**n times smaller)", None),
-    ],
-    "optimisation": [
-        ("--steps", int, "training steps", None),
-        ("--batch-size", int, "global batch size (split over torchrun processes)", None),
-        ("--lr", float, "AdamW learning rate", None),
-        ("--beta", float, "commitment weight beta", None),
-        ("--grad-clip", float, "gradient-norm clipping", None),
-        ("--seed", int, "seed of initialisation, split and batch order", None),
-        ("--device", str, "auto, cpu, cuda or cuda:N", None),
-    ],
-    "bookkeeping": [
-        ("--log-every", int, "steps between lines of metrics.jsonl", None),
-        ("--val-every", int, "steps between validation figures", None),
-        ("--val-images", int, "validation images evaluated (at most)", None),
-        ("--checkpoint-every", int, "steps between checkpoints", None),
-    ],
-}
+def train_options() -> dict:
+    """The train command's options by group: (flag, type or action, help, choices) each.
+
+    Every field of :class:`~torch_adapter.train.TrainConfig` has one
+    (``progress`` as ``--no-progress``); a flag's name is the field's.
+    """
+    from . import data as data_module
+    from .train import QUANTIZERS
+
+    return {
+        "data": [
+            ("--data", str, "data set", data_module.DATASETS),
+            ("--data-dir", str, "folder of the data files (MNIST, Fashion-MNIST, CIFAR-10)", None),
+            ("--validation-fraction", float, "share of the images held out for validation", None),
+            ("--patch-size", int, "side of the photo patches (data=patches)", None),
+            ("--patch-stride", int, "pixels between photo patches (data=patches)", None),
+        ],
+        "bottleneck": [
+            ("--quantizer", str, "ksom (Kohonen VQ) or ema (EMA-VQ)", QUANTIZERS),
+            ("--grid-shape", int, "grid shape, also --grid; K is its product (EMA-VQ: K and its pictures)", None),
+            ("--dim", int, "latent depth D", None),
+            ("--hexagonal", "store_true", "hexagonal 2-D grid", None),
+            ("--toroidal", "store_true", "wrap the grid into a torus", None),
+            ("--neighbourhood", str, "neighbourhood kernel", NEIGHBOURHOODS),
+            ("--sigma", float, "start width of the neighbourhood (kernel's default if unset)", None),
+            ("--sigma-end", float, "end width (exponential / linear schedules)", None),
+            ("--schedule", str, "how the width shrinks", tuple(SCHEDULES)),
+            ("--shrink", float, "tau of the inverse schedule s0 / (1 + tau t)", None),
+            ("--schedule-steps", int, "steps of the exponential / linear schedules (default: --steps)", None),
+            ("--decay", float, "EMA decay gamma", None),
+            ("--epsilon", float, "Laplace smoothing epsilon", None),
+            ("--initial-count", float, "initial EMA count N0 of every code", None),
+            ("--update", str, "update all codes every step, or only those assigned", ("all", "active")),
+            ("--init", str, "codebook initialisation", None),
+        ],
+        "model": [
+            ("--hidden", int, "width h of encoder and decoder", None),
+            ("--residual-hidden", int, "width r inside residual blocks", None),
+            ("--n-residual", int, "residual blocks in encoder and decoder", None),
+            ("--n-downsample", int, "stride-2 stages (latents 2**n times smaller)", None),
+        ],
+        "optimisation": [
+            ("--steps", int, "training steps", None),
+            ("--batch-size", int, "global batch size (split over torchrun processes)", None),
+            ("--lr", float, "AdamW learning rate", None),
+            ("--commitment", float, "commitment weight beta of the loss (formerly --beta)", None),
+            ("--grad-clip", float, "gradient-norm clipping", None),
+            ("--seed", int, "seed of initialisation, split and batch order", None),
+            ("--device", str, "auto, cpu, cuda or cuda:N", None),
+        ],
+        "bookkeeping": [
+            ("--log-every", int, "steps between lines of metrics.jsonl", None),
+            ("--val-every", int, "steps between validation figures", None),
+            ("--val-dense-every", int, "steps between validations early on, up to --val-dense-until", None),
+            ("--val-dense-until", int, "last step of the dense early validation", None),
+            ("--val-images", int, "validation images evaluated (at most)", None),
+            ("--checkpoint-every", int, "steps between checkpoints", None),
+        ],
+    }
+
+
+# Former flags: accepted, with a note on stderr.
+DEPRECATED_FLAGS = {"--beta": "--commitment"}
+
+
+class _Deprecated(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stderr.write(f"ksom-vqvae: note: {option_string} is deprecated; use {DEPRECATED_FLAGS[option_string]}.\n")
+        setattr(namespace, self.dest, values)
 
 
 def _add_train_options(parser: argparse.ArgumentParser):
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
+    groups = train_options()
     # Defaults are SUPPRESSed so the parsed namespace holds only the options
     # given: --resume can then tell which ones the user asked to change.
-    for group_name, options in TRAIN_OPTIONS.items():
+    for group_name, options in groups.items():
         group = parser.add_argument_group(group_name)
         for flag, kind, text, choices in options:
             name = flag[2:].replace("-", "_")
-            default = getattr(DEFAULTS, name)
+            default = getattr(defaults, name)
             text = f"{text} (default: {' '.join(map(str, default)) if isinstance(default, tuple) else default})"
             if kind == "store_true":
                 group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
             else:
-                group.add_argument(flag, type=kind, choices=choices, default=argparse.SUPPRESS, help=text,
-                                   nargs="+" if name == "grid" else None, metavar=None if choices else name.upper())
+                flags = (flag, "--grid") if name == "grid_shape" else (flag,)
+                group.add_argument(*flags, type=kind, choices=choices, default=argparse.SUPPRESS, help=text,
+                                   nargs="+" if name == "grid_shape" else None,
+                                   metavar=None if choices else name.upper())
+    kinds = {flag: kind for options in groups.values() for flag, kind, *_ in options}
+    for old, new in DEPRECATED_FLAGS.items():
+        parser.add_argument(old, dest=new[2:].replace("-", "_"), type=kinds[new], action=_Deprecated,
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
-                        help="no progress bar")
+                        help="no progress bar (in a terminal; elsewhere a line every tenth of the run)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    _require_extra()
+    import torch
+
     parser = build_parser()
     args = parser.parse_args(argv)
     threads = getattr(args, "threads", None)
@@ -154,12 +191,25 @@ def main(argv=None) -> int:
         parser.exit(2, f"ksom-vqvae {args.command}: error: {error}\n")
 
 
+def _require_extra():
+    """Exit with status 2 and the install command when a module of the vqvae extra is missing."""
+    for name in EXTRA_MODULES:
+        try:
+            __import__(name)
+        except ModuleNotFoundError as error:
+            if (error.name or name).split(".")[0] != name:
+                raise  # a broken install of the module itself, not a missing one
+            sys.stderr.write(f"ksom-vqvae: error: {name} is not installed, and the command needs it. "
+                             f"Install the vqvae extra: {INSTALL_EXTRA}\n")
+            raise SystemExit(2) from error
+
+
 def _train(args) -> int:
-    from .train import train
+    from .train import TrainConfig, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "threads")}
-    if "grid" in options:
-        options["grid"] = tuple(options["grid"])
+    if "grid_shape" in options:
+        options["grid_shape"] = tuple(options["grid_shape"])
     if args.resume:
         run = train(args.out, resume=True, **options)
     else:
@@ -178,7 +228,14 @@ def _evaluate(args) -> int:
     device = resolve_device(args.device)
     model, images, config = load_run(args.run, device)
     figures = evaluate(model, images, code_grid(model.quantizer, config), device, max_images=args.val_images)
-    print(json.dumps({"run": str(args.run), "step": int(model.quantizer.step), **figures}, indent=2))
+    # JSON has no NaN or infinity: a diverged model's figures are null (and said so).
+    diverged = sorted(name for name, value in figures.items() if not math.isfinite(value))
+    if diverged:
+        sys.stderr.write(f"ksom-vqvae evaluate: {', '.join(diverged)} not finite (null in the JSON): the model "
+                         "has diverged. Train it again with a lower --lr, or check the data for NaN or infinity.\n")
+    figures = {name: None if name in diverged else value for name, value in figures.items()}
+    print(json.dumps({"run": str(args.run), "step": int(model.quantizer.step), **figures}, indent=2,
+                     allow_nan=False))
     return 0
 
 

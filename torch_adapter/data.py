@@ -182,8 +182,12 @@ def photos() -> list[np.ndarray]:
     images = list(load_sample_images().images)
     try:
         import skimage.data
-    except ImportError:
-        return images
+    except ImportError as error:
+        # Without scikit-image's photos the data set would be another one (a
+        # fifth of the patches) under the same name and seed: refuse instead.
+        raise DataError(
+            'The patches data set needs scikit-image (its bundled photos): pip install "sklearn-ksom[vqvae]".'
+        ) from error
     for name in SKIMAGE_PHOTOS:
         image = np.asarray(getattr(skimage.data, name)())
         if image.ndim == 3 and image.shape[2] >= 3:

@@ -9,7 +9,11 @@ A run lives in one folder:
   steps);
 - ``checkpoint.pt``: model, optimiser, step, RNG and the log's pending
   sums, enough for :func:`train` with ``resume=True`` to go on exactly as an
-  uninterrupted run would.
+  uninterrupted run would;
+- ``run.lock`` while a process trains there (see :class:`RunLock`).
+
+A damaged, locked or unwritable folder raises :class:`RunFolderError`,
+whose message names the file and what to do.
 
 The batch of step t is a pure function of (seed, t) (see
 :func:`torch_adapter.data.batch_indices`), so a resumed run reads the same
@@ -20,10 +24,14 @@ all-reduces its own codebook statistics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
+import socket
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -43,9 +51,23 @@ QUANTIZERS = ("ksom", "ema")
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+LOCK = "run.lock"
 # Options a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = ("steps", "device", "progress", "log_every", "val_every", "val_dense_every",
                      "val_dense_until", "checkpoint_every")
+# Former names of TrainConfig fields, as older run folders' config.json
+# and checkpoints hold them: the commitment weight was 'beta' (the layers
+# call it 'commitment'), the grid's shape 'grid' (a layer's grid is a Grid).
+RENAMED_OPTIONS = {"beta": "commitment", "grid": "grid_shape"}
+# What a checkpoint holds (older ones lack 'logged_through').
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "rng", "step", "wall_time", "pending")
+
+
+class RunFolderError(ValueError):
+    """A run folder cannot be used: a file damaged, the folder locked by another run, or not writable.
+
+    The message names the file and what to do.
+    """
 
 
 @dataclass
@@ -60,7 +82,7 @@ class TrainConfig:
     patch_stride: int = 8
     # bottleneck
     quantizer: str = "ksom"
-    grid: tuple = (16, 16)
+    grid_shape: tuple = (16, 16)
     dim: int = 64
     hexagonal: bool = False
     toroidal: bool = False
@@ -84,7 +106,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
     lr: float = 1e-3
-    beta: float = 0.25
+    commitment: float = 0.25
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -100,7 +122,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        self.grid = tuple(int(n) for n in self.grid)
+        self.grid_shape = tuple(int(n) for n in self.grid_shape)
         problems = []
         positive = ("dim", "hidden", "residual_hidden", "steps", "batch_size", "log_every", "val_every",
                     "val_images", "checkpoint_every", "n_downsample", "patch_size", "patch_stride")
@@ -117,12 +139,12 @@ class TrainConfig:
             problems.append(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
         if self.data not in data_module.DATASETS:
             problems.append(f"data must be one of {', '.join(data_module.DATASETS)}, got {self.data!r}")
-        if not self.grid or any(n < 1 for n in self.grid):
-            problems.append(f"grid must be positive sizes, e.g. 16 16, got {self.grid}")
+        if not self.grid_shape or any(n < 1 for n in self.grid_shape):
+            problems.append(f"grid_shape must be positive sizes, e.g. 16 16, got {self.grid_shape}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             problems.append(f"lr must be a positive number, got {self.lr}")
-        if not self.beta >= 0:
-            problems.append(f"beta must be >= 0, got {self.beta}")
+        if not self.commitment >= 0:
+            problems.append(f"commitment must be >= 0, got {self.commitment}")
         if not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -132,15 +154,32 @@ class TrainConfig:
 
     @property
     def n_codes(self) -> int:
-        return math.prod(self.grid)
+        return math.prod(self.grid_shape)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """The config that :meth:`to_dict` wrote, also under the former names of :data:`RENAMED_OPTIONS`.
+
+        Options missing from ``values`` take their defaults (fields added
+        since the run began); an unknown option is refused.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"the options must be a JSON object, got {type(values).__name__}")
+        values = dict(values)
+        for old, new in RENAMED_OPTIONS.items():
+            if old in values:
+                value = values.pop(old)
+                if new in values and values[new] != value:
+                    raise ValueError(f"{old!r} (the former name of {new!r}) and {new!r} differ: "
+                                     f"{value!r} against {values[new]!r}")
+                values[new] = value
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}")
+        return cls(**values)
 
 
 # ------------------------------------------------------------ building
@@ -151,11 +190,11 @@ def build_quantizer(config: TrainConfig) -> nn.Module:
     from . import EMAVQ, KohonenVQ
 
     shared = dict(decay=config.decay, epsilon=config.epsilon, initial_count=config.initial_count,
-                  update=config.update, init=config.init, commitment=config.beta, channels_first=True)
+                  update=config.update, init=config.init, commitment=config.commitment, channels_first=True)
     if config.quantizer == "ema":
         return EMAVQ(config.dim, config.n_codes, **shared)
     return KohonenVQ(
-        config.dim, config.grid, hexagonal=config.hexagonal, toroidal=config.toroidal,
+        config.dim, config.grid_shape, hexagonal=config.hexagonal, toroidal=config.toroidal,
         neighbourhood=config.neighbourhood, sigma=config.sigma, sigma_end=config.sigma_end,
         schedule=config.schedule, shrink=config.shrink,
         schedule_steps=config.schedule_steps or config.steps, **shared,
@@ -174,7 +213,7 @@ def code_grid(quantizer: nn.Module, config: TrainConfig) -> Grid:
     EMA-VQ has no grid; laying its codes out like a KSOM run's makes its
     topographic error and pictures comparable (it shows no topology).
     """
-    return Grid(config.grid) if config.quantizer == "ema" else quantizer.grid
+    return Grid(config.grid_shape) if config.quantizer == "ema" else quantizer.grid
 
 
 def load_data(config: TrainConfig) -> data_module.ImageData:
@@ -296,6 +335,8 @@ class Run:
         self.step = 0
         self.wall_time = 0.0
         self.pending = {"loss": 0.0, "reconstruction_mse": 0.0, "n": 0}
+        # Step of the log's latest on-schedule line (None: not known, from an older checkpoint).
+        self.logged_through = 0
         if resume:
             self._load_checkpoint()
         self.network = self.model
@@ -312,13 +353,23 @@ class Run:
         path = self.directory / CHECKPOINT
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume.")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it
+        state = read_checkpoint(path, self.device)
+        if self.config.steps < state["step"]:
+            raise ValueError(
+                f"--steps {self.config.steps} is below the step the run in {self.directory} has reached "
+                f"({state['step']}); a run cannot go back. Pass --steps above {state['step']} to train on, "
+                "or start a new run."
+            )
+        _load_into(self.model, state["model"], path)
+        _load_into(self.optimizer, state["optimizer"], path)
+        try:
+            torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it
+        except (AttributeError, TypeError, RuntimeError) as error:
+            raise _damaged(path, f"its RNG state is unusable ({error})") from error
         self.step = state["step"]
         self.wall_time = state["wall_time"]
         self.pending = state["pending"]
+        self.logged_through = state.get("logged_through")
 
     def save_checkpoint(self):
         if not self.processes.is_main:
@@ -331,28 +382,65 @@ class Run:
             "step": self.step,
             "wall_time": self.wall_time,
             "pending": self.pending,
+            "logged_through": self.logged_through,
             "mean": self.images.mean,
             "std": self.images.std,
         }
+        path = self.directory / CHECKPOINT
         temporary = self.directory / (CHECKPOINT + ".partial")
-        torch.save(state, temporary)
-        os.replace(temporary, self.directory / CHECKPOINT)  # never a half-written checkpoint
+        content = io.BytesIO()
+        torch.save(state, content)  # in memory first: torch.save reports a failed write as a RuntimeError
+        try:
+            with open(temporary, "wb") as stream:
+                stream.write(content.getbuffer())
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)  # never a half-written checkpoint
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise _unwritable(path, error, f"The run stopped at step {self.step}; its last checkpoint is the "
+                                           "one before. Free space, then continue with --resume.") from error
 
     def _prepare_directory(self, resume: bool):
         if not self.processes.is_main:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / METRICS
         if resume:
-            # Drop what was logged after the checkpoint (those steps run again) and
-            # the off-schedule line that closed the interrupted call.
-            lines = log.read_text().splitlines() if log.exists() else []
-            kept = [line for line in lines if line.strip() and self._on_schedule(json.loads(line)["step"])
-                    and json.loads(line)["step"] <= self.step]
-            log.write_text("".join(line + "\n" for line in kept))
-        else:
+            kept = self._kept_log_lines(log)
+            with _writing(log, "Free space, then --resume again."):
+                log.write_text("".join(json.dumps(line) + "\n" for line in kept))
+            return
+        with _writing(self.directory, "Pick a folder you may write to, with free space, as --out."):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # A new run in an old run's folder: the old checkpoint must not be resumed with the new log.
+            (self.directory / CHECKPOINT).unlink(missing_ok=True)
             (self.directory / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
             log.write_text("")
+
+    def _kept_log_lines(self, log: Path) -> list[dict]:
+        """The lines of the log a resumed run keeps: those up to the checkpoint's last logged step.
+
+        Later lines go (those steps run again), and so does the off-schedule
+        line that closed the interrupted call.  A last line cut short (the
+        run stopped while writing it) is one of those; a damaged line
+        elsewhere, or a log that lost lines the checkpoint counts on, is
+        refused.
+        """
+        if not log.exists():
+            return []  # moved away on purpose: the run goes on with a new log
+        lines = read_metrics(self.directory)
+        if self.logged_through is None:  # an older checkpoint: the current schedule tells
+            return [line for line in lines if line["step"] <= self.step and self._on_schedule(line["step"])]
+        kept = [line for line in lines if line["step"] <= self.logged_through]
+        last = kept[-1]["step"] if kept else 0
+        if last != self.logged_through:
+            raise RunFolderError(
+                f"{log} ends at step {last}, but the run had logged up to step {self.logged_through} when its "
+                f"checkpoint was saved: the log lost lines (cut or overwritten). Restore it from a copy, or "
+                f"move it away to continue the run with a new log from step {self.step + 1}."
+            )
+        return kept
 
     # -- one step
 
@@ -424,7 +512,11 @@ class Run:
         self._prepare_directory(resume)
         logged = []
         bar = _progress_bar(self.step, config.steps, enabled=config.progress and self.processes.is_main)
-        with (self.directory / METRICS).open("a") if self.processes.is_main else _Nowhere() as log:
+        log_path = self.directory / METRICS
+        with _writing(log_path, "Free space, then --resume."):
+            # Unbuffered: each line is one write, so a failed write leaves nothing behind to flush later.
+            log = log_path.open("ab", buffering=0) if self.processes.is_main else _Nowhere()
+        with log:
             while self.step < config.steps:
                 started = time.perf_counter()
                 out = self.train_step(self.batch(self.step))
@@ -441,8 +533,11 @@ class Run:
                         line.update(evaluate(self.model, self.images, self.grid, self.device,
                                              max_images=config.val_images))
                     if self.processes.is_main:
-                        log.write(json.dumps(line) + "\n")
-                        log.flush()
+                        with _writing(log_path, f"The run stopped at step {self.step}. Free space, then continue "
+                                                "with --resume."):
+                            log.write((json.dumps(line) + "\n").encode())
+                    if on_schedule:
+                        self.logged_through = self.step
                     logged.append(line)
                     bar.set_postfix(loss=f"{line['loss']:.4f}", perplexity=f"{line['perplexity']:.1f}",
                                     refresh=False)
@@ -462,17 +557,186 @@ class _Nowhere:
     def __exit__(self, *exc):
         return False
 
-    def write(self, text):
-        pass
-
-    def flush(self):
+    def write(self, data):
         pass
 
 
-def _progress_bar(initial: int, total: int, enabled: bool):
+def _progress_bar(initial: int, total: int, enabled: bool, stream=None):
+    """tqdm's bar in a terminal; elsewhere (a log file, CI) a plain line every tenth of the run."""
+    stream = sys.stderr if stream is None else stream
+    if enabled and not _is_terminal(stream):
+        return _ProgressLines(initial, total, stream)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, file=stream)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class _ProgressLines:
+    """Progress for a log file: one line per tenth of the steps left, with the latest figures.
+
+    A terminal bar redraws itself several times a second; written to a
+    file, every redraw stays (a long run's log grows by hundreds of kB).
+    """
+
+    def __init__(self, initial: int, total: int, stream, parts: int = 10):
+        self.step, self.total, self.stream = initial, total, stream
+        self.every = max(1, -(-(total - initial) // parts))
+        self.started = time.perf_counter()
+        self.figures = {}
+
+    def set_postfix(self, refresh: bool = True, **figures):
+        self.figures = figures
+
+    def update(self, n: int = 1):
+        self.step += n
+        if self.step % self.every == 0 or self.step == self.total:
+            figures = "".join(f", {name} {value}" for name, value in self.figures.items())
+            self.stream.write(f"step {self.step}/{self.total} ({100 * self.step / self.total:.0f} %){figures}, "
+                              f"{time.perf_counter() - self.started:.0f} s\n")
+            self.stream.flush()
+
+    def close(self):
+        pass
+
+
+# ------------------------------------------------------------ the run folder
+
+
+class RunLock:
+    """This process's exclusive hold on a run folder, as the file ``run.lock``.
+
+    Two runs writing one folder would interleave their logs and
+    checkpoints.  The hold is an advisory lock of the operating system
+    (``flock``), which ends with its process however it ends: the
+    ``run.lock`` of a killed run holds no lock and the next run takes it
+    over.  The file names the holder (process id, host, start time) for the
+    refusal message and is removed on release.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK
+        self._fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def acquire(self):
+        with _writing(self.directory, "Pick a folder you may write to, with free space, as --out."):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            while self._fd is None:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                if not _try_lock(fd):
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    holder = os.read(fd, 400).decode(errors="replace").strip() or "a process"
+                    os.close(fd)
+                    raise RunFolderError(
+                        f"{self.directory} is in use by another training run ({holder}; lock file {self.path}). "
+                        "Wait for it to end or stop it, or pick another --out."
+                    )
+                if _same_file(fd, self.path):  # else a releasing holder removed it in between: try again
+                    self._fd = fd
+                else:
+                    os.close(fd)
+            holder = f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, (holder + "\n").encode())
+
+    def release(self):
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # before unlocking, so no one locks a file about to vanish
+            os.close(self._fd)  # closing ends the lock
+            self._fd = None
+
+
+def _try_lock(fd) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _same_file(fd, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _writing(path, advice: str):
+    """Turn a failed write under ``path`` (no space, no permission, no folder) into a RunFolderError."""
+    try:
+        yield
+    except OSError as error:
+        raise _unwritable(path, error, advice) from error
+
+
+def _unwritable(path, error: OSError, advice: str) -> RunFolderError:
+    return RunFolderError(f"Cannot write {path}: {error.strerror or error}. {advice}")
+
+
+def _damaged(path, what: str) -> RunFolderError:
+    return RunFolderError(
+        f"{path} is damaged: {what}. Restore it from a copy, or start the run again in a new --out "
+        "(or after deleting this folder)."
+    )
+
+
+def read_checkpoint(path, device="cpu") -> dict:
+    """The content of a checkpoint file; a damaged one raises :class:`RunFolderError` naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError as error:
+        raise RunFolderError(f"Cannot read {path}: {error.strerror or error}.") from error
+    except Exception as error:  # torch.load's many ways of finding a file cut short or overwritten
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise _damaged(path, f"it cannot be loaded ({first_line})") from error
+    missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise _damaged(path, f"it is not a checkpoint of this command (no {', '.join(missing)})")
+    return state
+
+
+def _load_into(target, state, path):
+    """``target.load_state_dict(state)``, a mismatch reported as the checkpoint's fault."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RunFolderError(
+            f"{path} does not fit the model its folder's {CONFIG} describes ({first_line}): the checkpoint "
+            f"belongs to another run, or {CONFIG} was edited. Put the matching pair back, or start a new run."
+        ) from error
+
+
+# ------------------------------------------------------------ entry points
 
 
 def train(directory, config: TrainConfig | None = None, *, resume: bool = False, **changes) -> Run:
@@ -480,7 +744,8 @@ def train(directory, config: TrainConfig | None = None, *, resume: bool = False,
 
     A new run takes ``config``, or a :class:`TrainConfig` of ``changes``.
     On resume the saved configuration is used; ``changes`` may alter only
-    :data:`RESUMABLE_CHANGES` (e.g. more ``steps``).
+    :data:`RESUMABLE_CHANGES` (e.g. more ``steps``).  The folder is locked
+    (:class:`RunLock`) while the run trains.
     """
     directory = Path(directory)
     if resume:
@@ -499,8 +764,10 @@ def train(directory, config: TrainConfig | None = None, *, resume: bool = False,
         config = TrainConfig(**changes)
     processes, device = start_processes(config.device)
     try:
-        run = Run(directory, config, processes, device, resume=resume)
-        run.run(resume=resume)
+        # Rank 0 alone writes the folder, so it alone holds the lock.
+        with RunLock(directory) if processes.is_main else contextlib.nullcontext():
+            run = Run(directory, config, processes, device, resume=resume)
+            run.run(resume=resume)
     finally:
         if processes.owns_group:
             dist.destroy_process_group()
@@ -508,18 +775,55 @@ def train(directory, config: TrainConfig | None = None, *, resume: bool = False,
 
 
 def saved_config(directory) -> TrainConfig:
+    """The options a run folder's ``config.json`` holds (older names mapped, see :meth:`TrainConfig.from_dict`)."""
     path = Path(directory) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"No run in {directory}: {CONFIG} is missing.")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    try:
+        values = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _damaged(path, f"it is not valid JSON ({error}); {CHECKPOINT} keeps a copy of the options "
+                             "under 'config'") from error
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise _damaged(path, f"its options are not valid ({error})") from error
 
 
 def read_metrics(directory) -> list[dict]:
-    """The metrics log of a run, one dict per logged step."""
+    """The metrics log of a run, one dict per logged step.
+
+    A last line without its line end was being written when the run
+    stopped (or is being written now): it is left out.  A damaged line
+    elsewhere raises :class:`RunFolderError`.
+    """
     path = Path(directory) / METRICS
     if not path.is_file():
         raise FileNotFoundError(f"No metrics log at {path}; train a run there first.")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_bytes().decode(errors="replace")
+    lines = text.split("\n")
+    cut = lines.pop()  # "" when the file ends with a line end
+    parsed = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            parsed.append(_log_entry(line, path, number))
+    if cut.strip():
+        with contextlib.suppress(RunFolderError):  # cut mid-line: its step runs again on resume
+            parsed.append(_log_entry(cut, path, len(lines) + 1))
+    return parsed
+
+
+def _log_entry(line: str, path: Path, number: int) -> dict:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as error:
+        entry = error
+    if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+        raise RunFolderError(
+            f"{path} line {number} is damaged (not a JSON object with a step). Restore the log from a copy, "
+            "delete the damaged lines, or move the log away (a resumed run then starts a new one)."
+        )
+    return entry
 
 
 def load_run(directory, device="cpu"):
@@ -527,10 +831,13 @@ def load_run(directory, device="cpu"):
     path = Path(directory) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}; train a run there first.")
-    state = torch.load(path, map_location=device, weights_only=True)
-    config = TrainConfig.from_dict(state["config"])
+    state = read_checkpoint(path, device)
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as error:
+        raise _damaged(path, f"the options it holds are not valid ({error})") from error
     images = load_data(config)
     model = build_model(config, images.channels).to(device)
-    model.load_state_dict(state["model"])
+    _load_into(model, state["model"], path)
     model.eval()
     return model, images, config

@@ -473,11 +473,14 @@ def write_report(out_runs, folder, *, notes=None, pictures=True, command=None) -
                              "config.json").read_text())
         total = sum(len(v) for v in found.values())
         complete = sum(len(c.runs) for c in cells.values())
+        # Runs from before the renaming of TrainConfig's fields say 'grid' and 'beta'.
+        grid_shape = config.get("grid_shape", config.get("grid"))
+        commitment = config.get("commitment", config.get("beta"))
         lines += [
             f"## {data}", "",
             f"Model: h = {config['hidden']}, r = {config['residual_hidden']}, D = {config['dim']}, "
-            f"K = {math.prod(config['grid'])} (grid {'×'.join(map(str, config['grid']))} for the 2-D cells), "
-            f"batch {config['batch_size']}, {config['steps']} steps, lr {config['lr']}, β = {config['beta']}, "
+            f"K = {math.prod(grid_shape)} (grid {'×'.join(map(str, grid_shape))} for the 2-D cells), "
+            f"batch {config['batch_size']}, {config['steps']} steps, lr {config['lr']}, β = {commitment}, "
             f"γ = {config['decay']}; validation MSE on {config['val_images']} held-out images "
             f"(of a {config['validation_fraction']:.0%} split) every {config['val_every']} steps. "
             f"Runs complete: {complete} of {total} started "

@@ -47,7 +47,7 @@ TIMING_FILE = "timing.json"
 FAILED_FILE = "failed.txt"
 
 # name -> (label, options of TrainConfig on top of the size's).  The grid
-# of the 1-D cell is filled in from the size (K codes in one row).
+# shape of the 1-D cell is filled in from the size (K codes in one row).
 CELLS = {
     "ema-n0-all": ("EMA-VQ, N0=0, update all", dict(quantizer="ema", initial_count=0.0, update="all")),
     "ema-n1-all": ("EMA-VQ, N0=1, update all", dict(quantizer="ema", initial_count=1.0, update="all")),
@@ -59,7 +59,7 @@ CELLS = {
     "ksom-n1-active": ("KSOM, N0=1, active only", dict(quantizer="ksom", initial_count=1.0, update="active")),
     "ksom-tau1": ("KSOM, tau=1", dict(quantizer="ksom", shrink=1.0)),
     "ksom-tau0.01": ("KSOM, tau=0.01", dict(quantizer="ksom", shrink=0.01)),
-    "ksom-1d": ("KSOM, 1-D grid", dict(quantizer="ksom", grid="1d")),
+    "ksom-1d": ("KSOM, 1-D grid", dict(quantizer="ksom", grid_shape="1d")),
     "ksom-gaussian": (
         "KSOM, Gaussian (b=10)",
         dict(quantizer="ksom", neighbourhood="exponential", sigma=10.0, schedule="inverse"),
@@ -72,7 +72,7 @@ SIZES = {
     # A 2-core CPU: about 0.04 s a step at this size (measured, one thread).
     "default": dict(
         seeds=3,
-        config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=1500,
+        config=dict(hidden=32, residual_hidden=16, dim=32, grid_shape=(16, 16), batch_size=64, steps=1500,
                     val_every=100, val_dense_every=25, val_dense_until=1500, log_every=25,
                     val_images=1024, checkpoint_every=500),
         timing_steps=150,
@@ -82,21 +82,21 @@ SIZES = {
     "long": dict(
         seeds=3,
         cells=("ema-n1-all", "ksom-n1-all"),
-        config=dict(hidden=32, residual_hidden=16, dim=32, grid=(16, 16), batch_size=64, steps=20000,
+        config=dict(hidden=32, residual_hidden=16, dim=32, grid_shape=(16, 16), batch_size=64, steps=20000,
                     val_every=250, val_dense_every=25, val_dense_until=2000, log_every=50,
                     val_images=2048, checkpoint_every=500),
         timing_steps=150,
     ),
     "quick": dict(
         seeds=1,
-        config=dict(hidden=16, residual_hidden=8, dim=16, grid=(8, 8), batch_size=32, steps=60,
+        config=dict(hidden=16, residual_hidden=8, dim=16, grid_shape=(8, 8), batch_size=32, steps=60,
                     val_every=20, log_every=10, val_images=256, checkpoint_every=30),
         timing_steps=20,
     ),
     # docs/design.md section 10: the reference CIFAR-10 setting (K = 512 on a 32 x 16 grid).
     "full": dict(
         seeds=5,
-        config=dict(hidden=128, residual_hidden=32, dim=64, grid=(32, 16), batch_size=256, steps=30000,
+        config=dict(hidden=128, residual_hidden=32, dim=64, grid_shape=(32, 16), batch_size=256, steps=30000,
                     val_every=1000, log_every=100, val_images=10**7, checkpoint_every=1000),
         timing_steps=200,
     ),
@@ -117,11 +117,11 @@ def cell_options(cell: str, size_config: dict) -> dict:
     if cell_specific["quantizer"] == "ksom":
         options.update(KSOM_BASE)
     options.update(cell_specific)
-    if options.get("grid") == "1d":
+    if options.get("grid_shape") == "1d":
         n_codes = 1
-        for side in size_config["grid"]:
+        for side in size_config["grid_shape"]:
             n_codes *= side
-        options["grid"] = (n_codes,)
+        options["grid_shape"] = (n_codes,)
     return options
 
 
