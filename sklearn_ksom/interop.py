@@ -104,6 +104,8 @@ def to_minisom(codebook, grid: Grid, **minisom_parameters):
         from minisom import MiniSom
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("to_minisom needs MiniSom: pip install minisom") from error
+    if "topology" in minisom_parameters:
+        raise ValueError("to_minisom takes the topology from the grid; leave the 'topology' parameter out.")
     weights, topology = codebook_to_minisom_weights(codebook, grid)
     x, y, n_features = weights.shape
     som = MiniSom(x, y, n_features, topology=topology, **minisom_parameters)

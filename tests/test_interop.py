@@ -182,7 +182,19 @@ def test_from_minisom_gives_a_fitted_estimator_on_minisoms_codebook(topology):
     np.testing.assert_array_equal(estimator.predict(X), estimator.labels_)
 
 
+def test_to_minisom_refuses_a_topology_that_the_grid_sets():
+    with pytest.raises(ValueError, match="takes the topology from the grid"):
+        to_minisom(np.zeros((4, 2)), Grid((2, 2)), topology="hexagonal")
+
+
 def test_from_minisom_refuses_parameters_it_sets():
     som, X = trained(3, 3, "rectangular")
     with pytest.raises(ValueError, match="sets 'grid_shape' from the MiniSom map"):
         from_minisom(som, X, grid_shape=(3, 3))
+
+
+def test_codebooks_of_any_namespace_go_to_minisom(xp):
+    codebook = np.random.default_rng(0).normal(size=(12, 2))
+    grid = Grid((3, 4), hexagonal=True)
+    weights, _ = codebook_to_minisom_weights(xp.asarray(codebook), grid)
+    np.testing.assert_array_equal(weights, codebook_to_minisom_weights(codebook, grid)[0])

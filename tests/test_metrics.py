@@ -152,6 +152,51 @@ def test_trustworthiness_and_continuity_by_hand():
     assert metrics.trustworthiness(X, shuffled, grid, n_neighbors=1) == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_without_ties_trustworthiness_and_continuity_are_scikit_learns(k):
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    # Eight samples, each alone on a code at the marks of a Golomb ruler
+    # (all pairwise differences distinct): no two map distances tie.
+    marks = np.array([0, 1, 4, 9, 15, 22, 32, 34])
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(8, 3))
+    codebook = 100.0 + rng.normal(size=(35, 3))  # unused codes, far away
+    codebook[marks] = X
+    grid = Grid((35,))
+    on_map = marks[:, None].astype(float)
+    assert metrics.trustworthiness(X, codebook, grid, k) == pytest.approx(sklearn_trustworthiness(X, on_map, n_neighbors=k))
+    assert metrics.continuity(X, codebook, grid, k) == pytest.approx(sklearn_trustworthiness(on_map, X, n_neighbors=k))
+
+
+def reference_topographic_product(codebook, grid):
+    """Bauer & Pawelzik's P written out with loops; grid ties by code index."""
+    n = codebook.shape[0]
+    in_data = np.linalg.norm(codebook[:, None] - codebook[None], axis=-1)
+    on_grid = np.round(grid.distances(), 9)
+    total = 0.0
+    for j in range(n):
+        others = [l for l in range(n) if l != j]
+        by_grid = sorted(others, key=lambda l: (on_grid[j, l], l))
+        by_data = sorted(others, key=lambda l: (in_data[j, l], l))
+        log_product = 0.0
+        for k in range(1, n):
+            a, v = by_grid[k - 1], by_data[k - 1]
+            log_product += math.log(in_data[j, a] / in_data[j, v]) + math.log(on_grid[j, a] / on_grid[j, v])
+            total += log_product / (2 * k)
+    return total / (n * (n - 1))
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [Grid((7,)), Grid((3, 4)), Grid((4, 3), hexagonal=True), Grid((4, 4), toroidal=True), Grid((2, 2, 3))],
+    ids=["line", "rect", "hex", "torus", "3d"],
+)
+def test_topographic_product_is_its_definition(grid):
+    codebook = np.random.default_rng(grid.n_codes).normal(size=(grid.n_codes, 3))
+    assert metrics.topographic_product(codebook, grid) == pytest.approx(reference_topographic_product(codebook, grid), rel=1e-10)
+
+
 def reference_projection_measure(X, positions, grid, k, trust):
     """Venna & Kaski's definition, averaged over every order of the map's ties.
 

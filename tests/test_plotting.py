@@ -105,3 +105,16 @@ def test_label_and_region_maps_refuse_what_they_cannot_draw():
         plot_regions(flat)
     with pytest.raises(ValueError, match="regions has 4 entries"):
         plot_regions(flat, regions=np.zeros(4, dtype=int))
+
+
+def test_label_and_region_maps_of_a_map_fitted_on_any_namespace(xp):
+    import matplotlib.pyplot as plt
+    from sklearn import config_context
+
+    iris = load_iris()
+    with config_context(array_api_dispatch=True):
+        X = xp.asarray(iris.data)
+        som = KohonenQuantizer((4, 5), hexagonal=True, max_iter=3, random_state=0).fit(X)
+        plot_label_map(som, X, xp.asarray(iris.target))
+        plot_regions(som, 3)
+    plt.close("all")
