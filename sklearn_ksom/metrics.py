@@ -154,7 +154,9 @@ def topographic_product(codebook, grid: Grid) -> float:
     P = 0 when the grid and the codebook order every code's neighbours
     alike; P < 0 suggests a grid of too few dimensions for the data (the
     map folds), P > 0 too many.  Its values are small by nature: a 20-code
-    line fitted to uniform 1-D data gives about 7e-4.
+    line fitted to uniform 1-D data gives 7e-4 to 1e-3, the same codes
+    shuffled over the line values about 0.005 to 0.01 away from 0, of
+    either sign.
 
     Codes at equal grid distance are ordered by their index (the measure
     depends on that order; the reference leaves it open).

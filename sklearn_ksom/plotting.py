@@ -40,12 +40,13 @@ def _plt():
     return plt
 
 
-def _fitted_2d_grid(som) -> Grid:
+def _fitted_2d_grid(som, *, lines: bool = False) -> Grid:
+    """The grid of a fitted map, 2-D (or 1-D too, drawn as one row, if ``lines``)."""
     grid = getattr(som, "grid_", None)
     if grid is None:
         raise ValueError("Plot a fitted KohonenQuantizer (it has no grid_ yet: call fit first).")
-    if grid.ndim != 2:
-        raise ValueError(f"These plots need a 2-D grid, got grid_shape={grid.shape}.")
+    if grid.ndim != 2 and not (lines and grid.ndim == 1):
+        raise ValueError(f"These plots need a {'1-D or ' if lines else ''}2-D grid, got grid_shape={grid.shape}.")
     return grid
 
 
@@ -115,15 +116,6 @@ def plot_component_planes(som, feature_names=None, max_features=16, cmap="coolwa
 # so that neighbouring cells touch at any figure size.
 
 
-def _fitted_drawable_grid(som) -> Grid:
-    grid = getattr(som, "grid_", None)
-    if grid is None:
-        raise ValueError("Plot a fitted KohonenQuantizer (it has no grid_ yet: call fit first).")
-    if grid.ndim > 2:
-        raise ValueError(f"These plots need a 1-D or 2-D grid, got grid_shape={grid.shape}.")
-    return grid
-
-
 def _cell_centres(grid: Grid) -> np.ndarray:
     """Centre of each code's cell in the plot, (K, 2): x = column, y = row."""
     if grid.ndim == 1:
@@ -173,8 +165,7 @@ def _majority(counts: np.ndarray):
     """Each code's majority class index and its share of the code's samples (NaN if none)."""
     total = counts.sum(axis=1)
     majority = counts.argmax(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        purity = np.where(total > 0, counts.max(axis=1) / np.maximum(total, 1), np.nan)
+    purity = np.where(total > 0, counts.max(axis=1) / np.maximum(total, 1), np.nan)
     return majority, purity
 
 
@@ -203,7 +194,7 @@ def plot_label_map(som, X, y, ax=None, cmap="tab10", annotate=None):
         on maps of at most 144 codes.
     """
     plt = _plt()
-    grid = _fitted_drawable_grid(som)
+    grid = _fitted_2d_grid(som, lines=True)
     counts = np.asarray(to_numpy(som.label_counts(X, y)))
     classes = np.unique(np.asarray(to_numpy(y)))
     majority, purity = _majority(counts)
@@ -277,7 +268,7 @@ def plot_regions(som, n_clusters=None, *, regions=None, linkage="ward", ax=None,
         Colour map of the U-matrix.
     """
     plt = _plt()
-    grid = _fitted_drawable_grid(som)
+    grid = _fitted_2d_grid(som, lines=True)
     if (regions is None) == (n_clusters is None):
         raise ValueError("Give either n_clusters (regions computed by som.cluster_codes) or regions, not both.")
     if regions is None:
