@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 
 import numpy as np
@@ -120,10 +121,13 @@ def _host(array, name):
     return values
 
 
-def _grid_distances(grid: Grid) -> np.ndarray:
-    """Grid distances, rounded so that equal distances compare equal (the
-    hexagonal sqrt(3)/2 rows leave rounding noise in the last bits)."""
-    return np.round(grid.distances(), 9)
+def _grid_distances(grid: Grid, rows, columns) -> np.ndarray:
+    """Grid distances between codes ``rows`` and codes ``columns``, rounded so
+    that equal distances compare equal (the hexagonal sqrt(3)/2 rows leave
+    rounding noise in the last bits).  Never the whole K x K matrix."""
+    coordinates = grid.coordinates
+    delta = grid.displacement(coordinates[rows][:, None, :], coordinates[columns][None, :, :])
+    return np.round(np.linalg.norm(delta, axis=-1), 9)
 
 
 def _check_codebook_on(codebook, grid: Grid) -> np.ndarray:
@@ -182,13 +186,12 @@ def topographic_product(codebook, grid: Grid) -> float:
     n_codes = codebook.shape[0]
     if n_codes < 2:
         raise ValueError("The topographic product needs at least 2 codes.")
-    grid_distances = _grid_distances(grid)
     block = max(1, _ROW_BLOCK_ENTRIES // n_codes)
     total = 0.0
     for start in range(0, n_codes, block):
         rows = np.arange(start, min(start + block, n_codes))
         code_distances = cdist(codebook[rows], codebook)
-        on_grid = grid_distances[rows]
+        on_grid = _grid_distances(grid, rows, np.arange(n_codes))
         # Each code's own column sorts last and is dropped.
         mask = np.zeros_like(on_grid, dtype=bool)
         mask[np.arange(rows.shape[0]), rows] = True
@@ -240,12 +243,11 @@ def _rank_intrusions(X, positions, n_neighbors, *, grid: Grid | None, trust: boo
     n_samples = X.shape[0]
     k = n_neighbors
     block = max(1, _ROW_BLOCK_ENTRIES // n_samples)
-    map_distances = _grid_distances(grid)
     total = 0.0
     for start in range(0, n_samples, block):
         rows = np.arange(start, min(start + block, n_samples))
         in_data = cdist(X[rows], X)
-        on_map = map_distances[np.ix_(positions[rows], positions)]
+        on_map = _grid_distances(grid, positions[rows], positions)
         # Each sample's distance to itself becomes -1: alone in the first tie
         # group, so subtracting 1 from "smaller" leaves the others' counts.
         own = (np.arange(rows.shape[0]), rows)
@@ -390,7 +392,8 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
     Returns
     -------
     float
-        The sum over samples (not the mean).
+        The sum over samples (not the mean).  It needs the dense K x K
+        neighbourhood matrix: maps of up to 16 384 codes.
 
     References
     ----------
@@ -405,6 +408,11 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
         labels = assign(X, codebook).first
     elif labels.shape != (X.shape[0],):
         raise ValueError(f"labels must give one code per sample of X, shape ({X.shape[0]},); got {tuple(labels.shape)}.")
+    if grid.n_codes**2 > topology.MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"som_distortion weighs every code by a K x K neighbourhood matrix; {grid.n_codes} codes "
+            f"are too many (at most {math.isqrt(topology.MAX_DENSE_ENTRIES)})."
+        )
     device = device_of(X)
     P = _neighbourhood_matrix(grid, neighbourhood, float(sigma), xp, X.dtype, device)
     block = max(1, _ROW_BLOCK_ENTRIES // grid.n_codes)
