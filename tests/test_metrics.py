@@ -326,6 +326,12 @@ def test_som_distortion_is_the_same_in_every_namespace(xp):
     assert metrics.som_distortion(to_xp(xp, X), to_xp(xp, codebook), grid, sigma=0.8) == pytest.approx(expected)
 
 
+def test_som_distortion_refuses_a_map_too_large_for_its_neighbourhood_matrix():
+    grid = Grid((129, 128))  # 16 512 codes, a K x K matrix above 2**28 entries
+    with pytest.raises(ValueError, match="16512 codes are too many"):
+        metrics.som_distortion(np.zeros((3, 2)), np.zeros((grid.n_codes, 2)), grid)
+
+
 def test_som_distortion_refuses_a_wrong_grid_or_assignment():
     X, codebook = np.zeros((5, 2)), np.zeros((4, 2))
     with pytest.raises(ValueError, match="codebook has 4 codes but the grid"):

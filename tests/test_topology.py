@@ -199,8 +199,17 @@ def test_training_refuses_a_kernel_with_negative_weights():
 
     with pytest.raises(ValueError, match="negative weights"):
         neighbourhood(Grid((4, 4)), "mexican_hat", 1.0)
+    X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="neighbourhood"):
-        KohonenQuantizer((4, 4), neighbourhood="mexican_hat").fit(np.random.default_rng(0).normal(size=(50, 2)))
+        KohonenQuantizer((4, 4), neighbourhood="mexican_hat").fit(X)
+    # partial_fit checks its parameters on the first call only: the kernel
+    # itself refuses, and the map is left as it was.
+    som = KohonenQuantizer((4, 4), random_state=0).partial_fit(X)
+    before = som.cluster_centers_.copy()
+    som.set_params(neighbourhood="mexican_hat")
+    with pytest.raises(ValueError, match="negative weights"):
+        som.partial_fit(X)
+    np.testing.assert_array_equal(som.cluster_centers_, before)
 
 
 @pytest.mark.parametrize("hexagonal", [False, True])
