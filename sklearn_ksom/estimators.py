@@ -32,7 +32,7 @@ from sklearn.utils._array_api import check_same_namespace, get_namespace
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import metrics
+from . import analysis, metrics
 from ._array_api import device_of, is_dask_array, move_to, namespace
 from .core import (
     EMA_CONSTRAINTS,
@@ -464,6 +464,27 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         tags.input_tags.sparse = False
         return tags
 
+    # ------------------------------------------------- analysing the map
+    # (sklearn_ksom.analysis holds the functions.)
+
+    def label_counts(self, X, y):
+        """Samples of each class on each code, shape (n_codes, n_classes).
+
+        Classes in ``np.unique(y)`` order; in the namespace of ``X``.  See
+        :func:`sklearn_ksom.analysis.label_counts`.
+        """
+        return analysis.label_counts(self.predict(X), y, self.cluster_centers_.shape[0])
+
+    def win_map(self, X):
+        """The rows of ``X`` on each code, as indices, without copying ``X``.
+
+        ``win_map(X)[k]`` (or ``[(i, j)]``, a grid index) are the row
+        indices of the samples whose nearest code is k.  See
+        :class:`sklearn_ksom.analysis.CodeMembers`.
+        """
+        grid = getattr(self, "grid_", None)
+        return analysis.code_members(self.predict(X), self.cluster_centers_.shape[0], None if grid is None else grid.shape)
+
 
 _EMA_PARAMETERS_DOC = """
     decay : float, default=0.99
@@ -604,7 +625,7 @@ class KohonenQuantizer(_BaseQuantizer):
         Hexagonal 2-D grid instead of a rectangular one.
     toroidal : bool, default=False
         Wrap the grid's edges around.
-    neighbourhood : {{'gaussian', 'hard', 'exponential', 'bubble', 'none'}} or callable, default='gaussian'
+    neighbourhood : {{'gaussian', 'hard', 'exponential', 'bubble', 'triangle', 'none'}} or callable, default='gaussian'
         Weight of a code at grid distance d from the winner, given the
         current width s:
 
@@ -615,15 +636,17 @@ class KohonenQuantizer(_BaseQuantizer):
         - 'hard': the paper's hard neighbourhood, weight min(s, 1) on
           codes with 0 < d < 1.5 and 1 on the winner (``sigma=1`` and
           ``schedule='inverse'`` give 1 / (1 + tau t));
-        - 'bubble': 1 within radius s, 0 beyond;
+        - 'bubble': 1 within radius s, 0 beyond (a disc; MiniSom's
+          'bubble' is a square, see docs/toolkit.md);
+        - 'triangle': max(0, 1 - d / s);
         - 'none': no neighbourhood (EMA-VQ / k-means);
         - a callable ``f(d, s)`` on arrays of grid distances.
     sigma : float, default=None
-        Starting width: half the largest grid side for 'gaussian' and
-        'bubble', 10 for 'exponential', 1 for 'hard'.
+        Starting width: half the largest grid side for 'gaussian',
+        'bubble' and 'triangle', 10 for 'exponential', 1 for 'hard'.
     sigma_end : float, default=None
         Final width of the 'exponential' and 'linear' schedules; default
-        0.5 (0.01 for 'hard'), where adjacent codes keep a weight of about
+        0.5 (0.01 for 'hard', 7/6 for 'triangle'), where adjacent codes keep a weight of about
         0.14: nearly k-means' quantisation error on a still-ordered map.
     schedule : {{'exponential', 'linear', 'inverse'}} or callable, default='exponential'
         How the width shrinks with the update step t: geometric or linear
@@ -765,3 +788,15 @@ class KohonenQuantizer(_BaseQuantizer):
     def topographic_error(self, X):
         """Share of samples whose two nearest codes are not grid neighbours."""
         return metrics.topographic_error(self._checked(X, "topographic_error"), self.cluster_centers_, self.grid_)
+
+    # ------------------------------------------------- analysing the map
+
+    def cluster_codes(self, n_clusters, linkage="ward"):
+        """Region of each code: connected patches of the map, shape (n_codes,).
+
+        Agglomerative clustering of the codebook allowed to merge only
+        regions that touch on the grid; ``regions[som.predict(X)]`` gives
+        each sample's region.  See :func:`sklearn_ksom.analysis.cluster_codes`.
+        """
+        check_is_fitted(self)
+        return analysis.cluster_codes(self.cluster_centers_, self.grid_, n_clusters, linkage=linkage)

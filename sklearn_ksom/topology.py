@@ -186,6 +186,9 @@ class Kernel:
     # amplitude is its width, and only shape(d) factorises.
     amplitude: bool = False
     factorises: Callable[[Grid], bool] = lambda grid: False
+    # Weights below 0 somewhere (the Mexican hat): no weighted mean can use
+    # them, so training refuses the kernel; the distortion measure takes it.
+    signed: bool = False
 
     def separable_on(self, grid: Grid) -> bool:
         return (not grid.hexagonal) and self.factorises(grid)
@@ -209,6 +212,22 @@ def _bubble(d, width):
     return namespace(d).astype(d <= width, d.dtype)
 
 
+def _triangle(d, width):
+    """Linear fall-off max(0, 1 - d / s): 1 at the winner, 0 from radius s on."""
+    xp = namespace(d)
+    return xp.clip(1.0 - d / max(width, 1e-12), min=0.0)
+
+
+def _mexican_hat(d, width):
+    """(1 - d^2 / s^2) exp(-d^2 / (2 s^2)): 1 at the winner, negative beyond s.
+
+    MiniSom's 'mexican_hat'.  Its sum over a 2-D grid is about -2 pi s^2,
+    so it cannot weight a mean: the batch-SOM and EMA updates refuse it.
+    """
+    ratio = d**2 / max(width, 1e-12) ** 2
+    return (1.0 - ratio) * namespace(d).exp(-ratio / 2.0)
+
+
 def _hard_shape(d, width):
     """The paper's hard neighbourhood, 1[d < 1.5]; the amplitude is separate."""
     return namespace(d).astype(d < 1.5, d.dtype)
@@ -222,6 +241,9 @@ KERNELS = {
     "gaussian": Kernel("gaussian", _gaussian, _half_largest_side, factorises=lambda g: True),
     "exponential": Kernel("exponential", _exponential, lambda grid: 10.0),
     "bubble": Kernel("bubble", _bubble, _half_largest_side),
+    # End width 7/6 leaves adjacent codes the weight 1/7 ~ 0.14, as 'gaussian' at 0.5.
+    "triangle": Kernel("triangle", _triangle, _half_largest_side, default_end=7 / 6),
+    "mexican_hat": Kernel("mexican_hat", _mexican_hat, _half_largest_side, signed=True),
     # 1[d < 1.5] is the box |d_i| <= 1 on each axis only up to two axes.
     "hard": Kernel(
         "hard",
@@ -232,7 +254,8 @@ KERNELS = {
         factorises=lambda g: g.ndim <= 2,
     ),
 }
-NEIGHBOURHOODS = ("none", *KERNELS)
+# The kernels training accepts: every one whose weights are never negative.
+NEIGHBOURHOODS = ("none", *(name for name, kernel in KERNELS.items() if not kernel.signed))
 
 
 # ---------------------------------------------------------------- schedules
@@ -330,18 +353,28 @@ def neighbourhood_operator(
     dtype=None,
     device=None,
     dense: bool = False,
+    signed: bool = False,
 ) -> Neighbourhood:
     """Build P for ``grid`` with ``kernel`` (a name or callable) at ``width``.
 
     The weights are computed where the statistics live (namespace ``xp``,
     ``dtype``, ``device``) from grid distances cached there.  ``dense=True``
     forces the K x K matrix even for a separable kernel (the reference the
-    fast path is tested against).
+    fast path is tested against).  ``signed=True`` admits a kernel with
+    negative weights ('mexican_hat'), for measuring only: the training
+    updates divide by spread counts that such a P can make negative.
     """
     if kernel == "none":
         return Neighbourhood()
     if isinstance(kernel, str):
         spec = KERNELS[kernel]
+        if spec.signed and not signed:
+            raise ValueError(
+                f"neighbourhood={kernel!r} has negative weights, which the batch-SOM and EMA "
+                "updates cannot use (they divide by neighbourhood-weighted counts, negative on "
+                "most of the map); train with 'gaussian' or 'triangle', and use "
+                f"{kernel!r} in metrics.som_distortion."
+            )
     else:
         spec = Kernel(getattr(kernel, "__name__", "callable"), kernel, _half_largest_side)
     amplitude = min(max(width, 0.0), 1.0) if spec.amplitude else 1.0
@@ -391,10 +424,11 @@ def _distances_on(grid: Grid, axis, xp, dtype, device):
 
 
 def dense_matrix(grid: Grid, kernel, width: float) -> np.ndarray:
-    """P as a NumPy K x K matrix, whichever form :func:`neighbourhood_operator` picks."""
+    """P as a NumPy K x K matrix, whichever form :func:`neighbourhood_operator` picks
+    (any kernel, the signed 'mexican_hat' included)."""
     if kernel == "none":
         return np.eye(grid.n_codes)
-    return np.asarray(neighbourhood_operator(grid, kernel, width, dense=True).dense)
+    return np.asarray(neighbourhood_operator(grid, kernel, width, dense=True, signed=True).dense)
 
 
 # ------------------------------------------------- the neighbourhood schedule

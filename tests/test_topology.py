@@ -29,7 +29,7 @@ grids = st.one_of(
         lambda s: Grid(s, hexagonal=True, toroidal=True)
     ),
 )
-kernels = st.sampled_from(sorted(KERNELS))
+kernels = st.sampled_from(sorted(name for name, kernel in KERNELS.items() if not kernel.signed))
 widths = st.floats(0.05, 20.0)
 
 
@@ -270,3 +270,44 @@ def test_a_schedule_callable_that_gives_no_width_is_refused():
 def test_no_neighbourhood_is_the_identity_at_every_step():
     schedule = NeighbourhoodSchedule(Grid((4,)), "none")
     assert schedule.is_identity and schedule.at(0).is_identity and schedule.at(10**6).is_identity
+
+
+def test_triangle_falls_linearly_to_zero_at_its_width():
+    grid = Grid((7,))
+    P = dense_matrix(grid, "triangle", 2.5)
+    np.testing.assert_allclose(P[0], [1.0, 0.6, 0.2, 0.0, 0.0, 0.0, 0.0])
+    hexagonal = dense_matrix(Grid((4, 4), hexagonal=True), "triangle", 2.0)
+    np.testing.assert_allclose(hexagonal, np.clip(1 - Grid((4, 4), hexagonal=True).distances() / 2.0, 0, None))
+
+
+def test_mexican_hat_is_negative_beyond_its_width():
+    d = Grid((6,)).distances()[0]
+    P = dense_matrix(Grid((6,)), "mexican_hat", 2.0)
+    np.testing.assert_allclose(P[0], (1 - d**2 / 4) * np.exp(-(d**2) / 8))
+    assert P[0, 1] > 0 and P[0, 2] == 0 and P[0, 3] < 0
+
+
+def test_training_refuses_a_kernel_with_negative_weights():
+    from sklearn_ksom import KohonenQuantizer
+
+    with pytest.raises(ValueError, match="negative weights"):
+        neighbourhood_operator(Grid((4, 4)), "mexican_hat", 1.0)
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="neighbourhood"):
+        KohonenQuantizer((4, 4), neighbourhood="mexican_hat").fit(X)
+    # A later partial_fit validates a changed parameter: refused, the map left as it was.
+    som = KohonenQuantizer((4, 4), random_state=0).partial_fit(X)
+    before = som.cluster_centers_.copy()
+    som.set_params(neighbourhood="mexican_hat")
+    with pytest.raises(ValueError, match="neighbourhood"):
+        som.partial_fit(X)
+    np.testing.assert_array_equal(som.cluster_centers_, before)
+
+
+@pytest.mark.parametrize("hexagonal", [False, True])
+def test_a_map_trained_with_the_triangle_is_ordered(hexagonal):
+    from sklearn_ksom import KohonenQuantizer, metrics
+
+    X = np.random.default_rng(0).uniform(size=(1000, 2))
+    som = KohonenQuantizer((6, 6), hexagonal=hexagonal, neighbourhood="triangle", random_state=0).fit(X)
+    assert metrics.topographic_error(X, som.cluster_centers_, som.grid_) < 0.1
