@@ -283,18 +283,21 @@ def _loss(run):
 def loss_evidence(a: CellSummary, b: CellSummary, c: ps.Comparison, confidence=1 - ps.ALPHA) -> str:
     """'KSOM ... 59.88 ± 2.80 vs EMA-VQ ... 77.28 ± 6.04 (×1000), -22.5 %, difference ...'."""
     relative = c.difference / b.loss.mean
-    return (f"{a.label} {a.loss.format(1000)} vs {b.label} {b.loss.format(1000)} (×1000), {relative:+.1%}, "
+    return (f"{a.label} {a.loss.format(1000)} vs {b.label} {b.loss.format(1000)} (×1000), "
+            f"{ps.percent(relative, 1, sign=True)}, "
             f"{c.describe(scale=1000, confidence=confidence)}")
 
 
-def claim_one(cells) -> Verdict:
+def claim_one(cells, data) -> Verdict:
     parts = []
     for quantiser, reference in (("EMA-VQ", EMA_REFERENCE), ("KSOM", KSOM_REFERENCE)):
         names = [n for n in ABLATION_GRID if n.startswith(reference.split("-")[0]) and n != reference]
         ref = cells[reference]
         comparisons = [compare(cells[n], ref, _loss) for n in names]
         margin = CLOSE * ref.loss.mean
-        evidence = "; ".join(loss_evidence(cells[n], ref, c, confidence=1 - 2 * ps.ALPHA)
+        # The interval of each part's own test: alpha / m two-sided for "differs", 1 - 2 alpha for "within".
+        confidence = 1 - ps.ALPHA / len(names) if quantiser == "EMA-VQ" else 1 - 2 * ps.ALPHA
+        evidence = "; ".join(loss_evidence(cells[n], ref, c, confidence=confidence)
                              for n, c in zip(names, comparisons))
         if quantiser == "EMA-VQ":
             parts.append(ps.any_differs_part(
@@ -302,10 +305,10 @@ def claim_one(cells) -> Verdict:
                 f"N0=1, update all at α/{len(names)})", comparisons, margin, evidence=evidence))
         else:
             parts.append(ps.all_equal_part(
-                f"KSOM's does not (every variant within ±{CLOSE:.0%} of N0=1, update all)", comparisons,
+                f"KSOM's does not (every variant within ±{ps.percent(CLOSE)} of N0=1, update all)", comparisons,
                 [margin] * len(comparisons), evidence=evidence))
     return Verdict("1. EMA-VQ is sensitive to N0 and to update-all vs active-only; KSOM is robust",
-                   ps.combine(parts), parts, "the table below and the validation-MSE figure")
+                   ps.combine(parts), parts, f"the table below and `{data}_val_mse.png`")
 
 
 def claim_two(ema, ksom, data) -> Verdict:
@@ -315,7 +318,7 @@ def claim_two(ema, ksom, data) -> Verdict:
         c = compare(ksom, ema, lambda r, f=f: r.steps_to[f])
         resolution = max(r.resolution(r.steps_to[f]) or 0 for r in ksom.runs + ema.runs)
         parts.append(ps.lower_part(
-            f"KSOM reaches {f - 1:+.0%} of its best in fewer steps", c, alpha_fail=ps.ALPHA / m,
+            f"KSOM reaches {ps.percent(f - 1, sign=True)} of its best in fewer steps", c, alpha_fail=ps.ALPHA / m,
             evidence=f"KSOM {ksom.steps_to[f].format(digits=0)} vs EMA-VQ {ema.steps_to[f].format(digits=0)} "
                      f"steps, KSOM − EMA-VQ: {c.describe(digits=0)}; validations at most {resolution} steps "
                      "apart there"))
@@ -326,7 +329,8 @@ def claim_two(ema, ksom, data) -> Verdict:
 
 def claim_three(ema, ksom, data) -> Verdict:
     c = compare(ksom, ema, _loss)
-    part = ps.equal_part(f"KSOM's best validation MSE is within ±{CLOSE:.0%} of EMA-VQ's", c, CLOSE * ema.loss.mean,
+    part = ps.equal_part(f"KSOM's best validation MSE is within ±{ps.percent(CLOSE)} of EMA-VQ's", c,
+                         CLOSE * ema.loss.mean,
                          evidence=loss_evidence(ksom, ema, c, confidence=1 - 2 * ps.ALPHA))
     return Verdict("3. KSOM's best validation MSE is about that of well-configured EMA-VQ (N0=1, update all)",
                    ps.combine([part]), [part], f"`{data}_references.png` and the long-horizon section")
@@ -383,7 +387,8 @@ def claim_six(cells, present, data) -> Verdict:
     for name in others:
         c = compare(cells[name], reference, _loss)
         parts.append(ps.equal_part(
-            f"{cells[name].label} within ±{CLOSE:.0%} of KSOM hard 2-D τ=0.1", c, CLOSE * reference.loss.mean,
+            f"{cells[name].label} within ±{ps.percent(CLOSE)} of KSOM hard 2-D τ=0.1", c,
+            CLOSE * reference.loss.mean,
             alpha_fail=ps.ALPHA / len(others),
             evidence=loss_evidence(cells[name], reference, c, confidence=1 - 2 * ps.ALPHA)
             + f"; topographic error {cells[name].topographic_error.format(digits=3)}"))
@@ -400,7 +405,8 @@ def claim_seven(cells, timing) -> Verdict | None:
     for name in names:
         c = compare(cells[name], ema, lambda r: r.step_seconds, scale_b=1 + SLOWER)
         parts.append(ps.lower_part(
-            f"{cells[name].label}: training time per step in the sweep at most {SLOWER:.0%} above EMA-VQ's", c,
+            f"{cells[name].label}: training time per step in the sweep at most {ps.percent(SLOWER)} above "
+            "EMA-VQ's", c,
             alpha_fail=ps.ALPHA / len(names),
             evidence=f"{cells[name].step_seconds.format(digits=4)} vs {ema.step_seconds.format(digits=4)} s; "
                      f"KSOM − {1 + SLOWER:.1f} × EMA-VQ: {c.describe(scale=1000, digits=1)} ms"))
@@ -418,7 +424,7 @@ def verdicts(cells: dict, timing: dict | None, data: str = "data") -> list[Verdi
     """The verdict of each claim that the finished runs can decide."""
     out = []
     if _has(cells, ABLATION_GRID):
-        out.append(claim_one(cells))
+        out.append(claim_one(cells, data))
     if _has(cells, (EMA_REFERENCE, KSOM_REFERENCE)):
         ema, ksom = cells[EMA_REFERENCE], cells[KSOM_REFERENCE]
         out += [claim_two(ema, ksom, data), claim_three(ema, ksom, data), claim_four(cells, ema, ksom, data),
@@ -449,7 +455,7 @@ def figure_at(cell: CellSummary, step: int, key: str) -> list:
     return [r.at(step)[key] for r in cell.runs if r.at(step) is not None]
 
 
-GAP_EQUAL, GAP_KSOM, GAP_EMA = f"about equal (within ±{CLOSE:.0%})", "KSOM lower", "EMA-VQ lower"
+GAP_EQUAL, GAP_KSOM, GAP_EMA = f"about equal (within ±{ps.percent(CLOSE)})", "KSOM lower", "EMA-VQ lower"
 
 
 def gap_reading(c: ps.Comparison, margin: float) -> str:
@@ -501,7 +507,7 @@ def long_tables(rows: list[Horizon]) -> str:
         low90, high90 = c.interval(1 - 2 * ps.ALPHA)
         margin = CLOSE * h.ema["best_mse"].mean * 1000
         gap.append(f"| {h.step} | {h.ema['best_mse'].format(1000)} | {h.ksom['best_mse'].format(1000)} "
-                   f"| {h.relative_gap:+.1%} | {low95 * 1000:+.2f} to {high95 * 1000:+.2f} "
+                   f"| {ps.percent(h.relative_gap, 1, sign=True)} | {low95 * 1000:+.2f} to {high95 * 1000:+.2f} "
                    f"| {ps.format_p(c.p_value) if c.defined else '—'} "
                    f"| {low90 * 1000:+.2f} to {high90 * 1000:+.2f} vs ±{margin:.2f} | {h.reading} |")
     other = ["| step | perplexity (val), EMA-VQ | KSOM | dead codes (val), EMA-VQ | KSOM "
@@ -512,6 +518,29 @@ def long_tables(rows: list[Horizon]) -> str:
                      f"| {h.ema['topographic_error'].format(digits=3)} "
                      f"| {h.ksom['topographic_error'].format(digits=3)} |")
     return "\n".join(gap) + "\n\n" + "\n".join(other)
+
+
+EARLY_STEPS = (100, 500, 1000)
+
+
+def first_step_without_dead_codes(run: RunSummary) -> int | None:
+    """First validation step at which no code is dead (None if none is)."""
+    return next((line["step"] for line in run.validation if line["val_dead_codes"] == 0), None)
+
+
+def early_table(cells) -> str:
+    """Dead codes at the first validations and the step they first reach zero, both references."""
+    rows = ["| setting | " + " | ".join(f"dead codes at step {s}" for s in EARLY_STEPS)
+            + " | first step with no dead code |", "|" + "---|" * (len(EARLY_STEPS) + 2)]
+    for name in (EMA_REFERENCE, KSOM_REFERENCE):
+        cell = cells[name]
+        first = [first_step_without_dead_codes(r) for r in cell.runs]
+        never = sum(f is None for f in first)
+        reached = stat(first).format(digits=0) if never < len(first) else "—"
+        rows.append(f"| {cell.label} | " + " | ".join(stat(figure_at(cell, s, 'dead_codes')).format(digits=1)
+                                                        for s in EARLY_STEPS)
+                    + f" | {reached}" + (f" (never in {never} of {len(first)} runs)" if never else "") + " |")
+    return "\n".join(rows)
 
 
 def gap_verdict(rows: list[Horizon]) -> str:
@@ -533,19 +562,20 @@ def gap_verdict(rows: list[Horizon]) -> str:
                 break
             equal_since = h.step
         how = ("closes" if last.reading == GAP_EQUAL else "closes and reverses (EMA-VQ ends lower)")
-        text = (f"The gap {how}: at step {last.step} KSOM's best validation MSE is {last.relative_gap:+.1%} "
-                f"from EMA-VQ's ({test}), read as {last.reading} from step {equal_since} on")
+        text = (f"The gap {how}: at step {last.step} KSOM's best validation MSE is "
+                f"{ps.percent(last.relative_gap, 1, sign=True)} from EMA-VQ's ({test}), read as {last.reading} "
+                f"from step {equal_since} on")
     elif last.reading == GAP_KSOM:
         change = abs(last.relative_gap) - abs(first.relative_gap)
         trend = ("stays about the same" if abs(change) < TREND else "narrows" if change < 0 else "widens")
         text = (f"The gap does not close by step {last.step}: KSOM's best validation MSE is still "
-                f"{abs(last.relative_gap):.1%} lower than EMA-VQ's ({test}); the mean relative gap {trend} "
-                f"(from {abs(first.relative_gap):.1%} at step {first.step}; a change under "
-                f"{TREND * 100:.0f} percentage point counts as none, not tested)")
+                f"{ps.percent(abs(last.relative_gap), 1)} lower than EMA-VQ's ({test}); the mean relative gap "
+                f"{trend} (it was {ps.percent(abs(first.relative_gap), 1)} at step {first.step}; a change under "
+                f"{TREND * 100:.0f} percentage point counts as none; not tested)")
     else:
         text = (f"Whether the gap closes is not resolved at this scale: at step {last.step} KSOM's best validation "
-                f"MSE is {last.relative_gap:+.1%} from EMA-VQ's ({test}), neither a significant difference nor "
-                f"shown within ±{CLOSE:.0%}")
+                f"MSE is {ps.percent(last.relative_gap, 1, sign=True)} from EMA-VQ's ({test}), neither a "
+                f"significant difference nor shown within ±{ps.percent(CLOSE)}")
     use = (f"Over the same steps EMA-VQ's dead codes go from {first.ema['dead_codes'].mean:.1f} to "
            f"{last.ema['dead_codes'].mean:.1f} (KSOM: {first.ksom['dead_codes'].mean:.1f} to "
            f"{last.ksom['dead_codes'].mean:.1f}) and its validation perplexity from "
@@ -554,10 +584,10 @@ def gap_verdict(rows: list[Horizon]) -> str:
     return text + ". " + use
 
 
-def long_section(long_runs, folder: Path, *, figures=True) -> list[str]:
-    """The long-horizon section: tables, the closing verdict and its figure."""
+def long_section(long, folder: Path, *, figures=True) -> list[str]:
+    """The long-horizon section of the runs in ``long``: tables, the closing verdict and its figure."""
     lines = []
-    for data, found in long_runs.items():
+    for data, found in load_runs(long).items():
         cells = {name: summarise_cell(name, found[name]) for name in CELLS if name in found}
         if not _has(cells, (EMA_REFERENCE, KSOM_REFERENCE)):
             continue
@@ -571,13 +601,16 @@ def long_section(long_runs, folder: Path, *, figures=True) -> list[str]:
             shrink_png(path)
         lines += [
             f"## Long horizon: {data}, {rows[-1].step} steps (claim 3)", "",
+            model_line(long, data, found, cells), "",
             f"EMA-VQ and KSOM, both N0 = 1 and update all, {seeds[EMA_REFERENCE]} and {seeds[KSOM_REFERENCE]} "
             f"complete runs" + (f" ({unfinished} unfinished, left out)" if unfinished else "") + ". "
             "Best validation MSE so far, and the other figures at the last validation up to each step; "
             "mean ± std over seeds. The reading is the noise test of the gap: about equal when the 90 % Welch "
-            f"interval lies inside ±{CLOSE:.0%} of EMA-VQ's mean, one setting lower when the 95 % interval "
+            f"interval lies inside ±{ps.percent(CLOSE)} of EMA-VQ's mean, one setting lower when the 95 % interval "
             "excludes 0, otherwise not resolved at this scale.", "",
             long_tables(rows), "",
+            "Early codebook use (validation):", "",
+            early_table(cells), "",
             f"- **Does the gap close? {gap_verdict(rows)}** See `{data}_long.png`.", "",
             f"![{path.stem}](figures/{path.name})", "",
         ]
@@ -796,7 +829,11 @@ def how_it_was_run(facts) -> list[str]:
     return lines
 
 
-def model_line(config: dict, complete: int, total: int, n_cells: int) -> str:
+def model_line(out_runs, data, found: dict, cells: dict) -> str:
+    """The model, training and validation settings (of the first run found) and how many runs are complete."""
+    cell = next(iter(found))
+    config = json.loads((Path(out_runs) / data / cell / f"seed{found[cell][0].seed}" / "config.json").read_text())
+    complete, total, n_cells = sum(len(c.runs) for c in cells.values()), sum(map(len, found.values())), len(cells)
     dense = config.get("val_dense_every")
     validation = (f"every {dense} steps up to step {config['val_dense_until']}, then every {config['val_every']}"
                   if dense else f"every {config['val_every']} steps")
@@ -804,7 +841,7 @@ def model_line(config: dict, complete: int, total: int, n_cells: int) -> str:
             f"K = {math.prod(config['grid'])} (grid {'×'.join(map(str, config['grid']))} for the 2-D cells), "
             f"batch {config['batch_size']}, {config['steps']} steps, lr {config['lr']}, β = {config['beta']}, "
             f"γ = {config['decay']}; validation MSE on {config['val_images']} held-out images "
-            f"(of a {config['validation_fraction']:.0%} split) {validation}. "
+            f"(of a {ps.percent(config['validation_fraction'])} split) {validation}. "
             f"Runs complete: {complete} of {total} started ({n_cells} cells).")
 
 
@@ -823,7 +860,6 @@ def write_report(out_runs, folder, *, notes=None, long=None, checkpoints=None, f
     if not runs:
         raise ValueError(f"{out_runs} holds no run logs (<data>/<cell>/seed<k>/config.json); pass the sweep's "
                          "--out folder or its collected copy under benchmarks/paper/logs.")
-    long_runs = load_runs(long) if long is not None else {}
     lines = ["# Reproducing the paper's findings", ""]
     lines += [
         "Generated by `benchmarks/paper/paper_report.py` from the run logs; do not edit by hand, "
@@ -837,17 +873,15 @@ def write_report(out_runs, folder, *, notes=None, long=None, checkpoints=None, f
         lines += how_it_was_run(sweep_facts(long))
     lines.append(f"- Report: `{command or 'PYTHONPATH=. python benchmarks/paper/paper_report.py ' + str(out_runs)}`")
     lines += ["", "## Verdict rules", "", ps.RULE, ""]
-    lines += long_section(long_runs, folder, figures=figures)
+    if long is not None:
+        lines += long_section(long, folder, figures=figures) or [
+            "## Long horizon (claim 3)", "", f"No complete runs of both {EMA_REFERENCE} and {KSOM_REFERENCE} "
+            f"in `{long}` yet.", ""]
     for data, found in runs.items():
         cells = {name: summarise_cell(name, found[name]) for name in CELLS if name in found}
         timing_path = Path(out_runs) / data / TIMING_FILE
         timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
-        any_run = next(iter(next(iter(found.values()))))
-        config = json.loads((Path(out_runs) / data / next(iter(found)) / f"seed{any_run.seed}" /
-                             "config.json").read_text())
-        total = sum(len(v) for v in found.values())
-        complete = sum(len(c.runs) for c in cells.values())
-        lines += [f"## {data}", "", model_line(config, complete, total, len(cells)), "", "### Verdicts", ""]
+        lines += [f"## {data}", "", model_line(out_runs, data, found, cells), "", "### Verdicts", ""]
         for verdict in verdicts(cells, timing, data):
             lines += [verdict.markdown(), ""]
         lines += [

@@ -63,8 +63,13 @@ class Comparison:
             return text + f" (Welch test undefined: {why})"
         low, high = self.interval(confidence)
         p = format_p(self.p_value)
-        return (text + f" ({confidence:.0%} CI {low * scale:+.{digits}f} to {high * scale:+.{digits}f}; "
+        return (text + f" ({confidence * 100:.4g} % CI {low * scale:+.{digits}f} to {high * scale:+.{digits}f}; "
                 f"Welch p {p if p.startswith('<') else '= ' + p})")
+
+
+def percent(x: float, digits: int = 0, sign: bool = False) -> str:
+    """``x`` in percent, written as the report writes it: '5 %', '+27.6 %', '98.33 %' for confidence levels."""
+    return f"{x * 100:{'+' if sign else ''}.{digits}f} %"
 
 
 def format_p(p: float) -> str:
