@@ -503,13 +503,16 @@ def long_tables(rows: list[Horizon]) -> str:
            "| Welch p | 90 % CI (×1000) vs ±5 % of EMA-VQ | reading |", "|" + "---|" * 8]
     for h in rows:
         c = h.comparison
-        low95, high95 = c.interval(1 - ps.ALPHA)
-        low90, high90 = c.interval(1 - 2 * ps.ALPHA)
         margin = CLOSE * h.ema["best_mse"].mean * 1000
+        if c.defined:
+            low95, high95 = c.interval(1 - ps.ALPHA)
+            low90, high90 = c.interval(1 - 2 * ps.ALPHA)
+            tests = (f"{low95 * 1000:+.2f} to {high95 * 1000:+.2f} | {ps.format_p(c.p_value)} "
+                     f"| {low90 * 1000:+.2f} to {high90 * 1000:+.2f} vs ±{margin:.2f}")
+        else:
+            tests = f"— | — | — vs ±{margin:.2f}"
         gap.append(f"| {h.step} | {h.ema['best_mse'].format(1000)} | {h.ksom['best_mse'].format(1000)} "
-                   f"| {ps.percent(h.relative_gap, 1, sign=True)} | {low95 * 1000:+.2f} to {high95 * 1000:+.2f} "
-                   f"| {ps.format_p(c.p_value) if c.defined else '—'} "
-                   f"| {low90 * 1000:+.2f} to {high90 * 1000:+.2f} vs ±{margin:.2f} | {h.reading} |")
+                   f"| {ps.percent(h.relative_gap, 1, sign=True)} | {tests} | {h.reading} |")
     other = ["| step | perplexity (val), EMA-VQ | KSOM | dead codes (val), EMA-VQ | KSOM "
              "| topographic error (val), EMA-VQ | KSOM |", "|" + "---|" * 7]
     for h in rows:
@@ -597,7 +600,7 @@ def long_section(long, folder: Path, *, figures=True) -> list[str]:
         path = folder / "figures" / f"{data}_long.png"
         if figures:
             path.parent.mkdir(parents=True, exist_ok=True)
-            plot_runs(cells, (EMA_REFERENCE, KSOM_REFERENCE), LONG_PANELS, path, log_x=True)
+            plot_runs(cells, (EMA_REFERENCE, KSOM_REFERENCE), LONG_PANELS, path, log_x=True, ratio=True)
             shrink_png(path)
         lines += [
             f"## Long horizon: {data}, {rows[-1].step} steps (claim 3)", "",
@@ -637,9 +640,10 @@ def _mean_curve(runs, key):
 
 
 def _log_axis(axis):
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
 
     axis.set_yscale("log")
+    axis.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # labelled minor ticks, not a crowd of them
     axis.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
     axis.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
 
@@ -691,32 +695,53 @@ LONG_PANELS = (
 )
 
 
-def plot_runs(cells: dict, names, panels, path, *, log_x=False):
-    """One panel per figure: each seed thin, the mean over seeds thick, for each cell in ``names``."""
+def _mean_over_seeds(curves):
+    """Mean of per-seed (steps, values) curves at the steps they all have."""
+    common = sorted(set.intersection(*(set(steps) for steps, _ in curves)))
+    return common, [statistics.fmean(values[steps.index(s)] for steps, values in curves) for s in common]
+
+
+def plot_runs(cells: dict, names, panels, path, *, log_x=False, ratio=False):
+    """One panel per figure: each seed thin, the mean over seeds thick, for each cell in ``names``.
+
+    With ``ratio``, a last panel shows the second cell's mean validation MSE over the first's,
+    with the ±``CLOSE`` band of "about equal".
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    n_panels = len(panels) + bool(ratio)
+    figure = Figure(figsize=(3.6 * n_panels, 3.2), layout="constrained")
+    axes = figure.subplots(1, n_panels, squeeze=False)[0]
     for axis, (title, curve, log_y, guides) in zip(axes, panels):
         for name in names:
             style = STYLE[name.split("-")[0]]
             curves = [curve(run) for run in cells[name].runs]
             for steps, values in curves:
                 axis.plot(steps, values, linewidth=0.6, alpha=0.35, **style)
-            common = sorted(set.intersection(*(set(steps) for steps, _ in curves)))
-            mean = [statistics.fmean(values[steps.index(s)] for steps, values in curves) for s in common]
-            axis.plot(common, mean, linewidth=1.5, label=cells[name].label, **style)
+            axis.plot(*_mean_over_seeds(curves), linewidth=1.5, label=cells[name].label, **style)
         for guide in guides:
             axis.axhline(guide, color="grey", linewidth=0.8, linestyle=":")
         if log_y:
             _log_axis(axis)
+        axis.set_title(title, fontsize=10)
+    if ratio:
+        axis = axes[-1]
+        first, second = (dict(zip(*_mean_over_seeds([_validation("val_mse")(r) for r in cells[n].runs])))
+                         for n in names)
+        steps = sorted(set(first) & set(second))
+        axis.plot(steps, [second[s] / first[s] for s in steps], color="black", linewidth=1.3)
+        axis.axhspan(1 - CLOSE, 1 + CLOSE, color="grey", alpha=0.2, label=f"±{ps.percent(CLOSE)}")
+        axis.axhline(1.0, color="grey", linewidth=0.8)
+        quantisers = [cells[n].label.split(",")[0] for n in names]
+        axis.set_title(f"validation MSE, {quantisers[1]} / {quantisers[0]} (means)", fontsize=10)
+        axis.legend(fontsize=7)
+    for axis in axes:
         if log_x:
             from matplotlib.ticker import NullFormatter, ScalarFormatter
 
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(ScalarFormatter())
             axis.xaxis.set_minor_formatter(NullFormatter())
-        axis.set_title(title, fontsize=10)
         axis.set_xlabel("training step")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -872,7 +897,7 @@ def write_report(out_runs, folder, *, notes=None, long=None, checkpoints=None, f
     if long is not None:
         lines += how_it_was_run(sweep_facts(long))
     lines.append(f"- Report: `{command or 'PYTHONPATH=. python benchmarks/paper/paper_report.py ' + str(out_runs)}`")
-    lines += ["", "## Verdict rules", "", ps.RULE, ""]
+    lines += ["", "## Verdict rules", "", ps.rule(CLOSE), ""]
     if long is not None:
         lines += long_section(long, folder, figures=figures) or [
             "## Long horizon (claim 3)", "", f"No complete runs of both {EMA_REFERENCE} and {KSOM_REFERENCE} "

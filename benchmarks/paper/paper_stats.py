@@ -190,14 +190,18 @@ def combine(parts) -> str:
     return UNRESOLVED
 
 
-RULE = (
-    f"Noise tests: Welch's t-test over seeds (`scipy.stats.ttest_ind`, `equal_var=False`), α = {ALPHA}. "
-    "A part \"A lower than B\" holds when the 95 % Welch confidence interval of mean(A) − mean(B) lies "
-    "below 0 (p < α) and fails when it lies above 0; \"A about equal to B\" holds when the 90 % interval lies "
-    "inside ±5 % of B's mean (two one-sided tests at α) and fails when the 95 % interval lies wholly outside "
-    "it. In a claim of m parts a part fails only at α / m (Bonferroni), and \"some variant differs\" holds "
-    "at α / m for m comparisons. A part that neither holds nor fails is *not resolved at this scale*, and so "
-    "is a test without spread (fewer than 2 seeds, or identical figures). A claim is *reproduced* when all "
-    "its parts hold, *not reproduced* when none holds and some fail, *mixed* when some hold and some fail, "
-    "and *not resolved at this scale* otherwise."
-)
+def rule(margin: float) -> str:
+    """The rules above in the report's words; "about equal" is within ``margin`` (a fraction of B's mean)."""
+    return (
+        f"Noise tests: Welch's t-test over seeds (`scipy.stats.ttest_ind`, `equal_var=False`), α = {ALPHA}. "
+        "A part \"A lower than B\" holds when the 95 % Welch confidence interval of mean(A) − mean(B) lies "
+        "below 0 (p < α) and fails when it lies above 0. \"A about equal to B\" holds when the 90 % interval "
+        f"lies inside ±{percent(margin)} of B's mean (two one-sided tests at α) and fails when the 95 % interval "
+        "lies wholly outside it. \"Some of m variants differs\" holds when one differs at α / m and fails when "
+        "all are about equal; \"all m variants are about equal\" holds when each is and fails when one lies "
+        "outside at α / m. In a claim of m parts a part fails only at α / m (Bonferroni), since one failing "
+        "part decides the claim. A part that neither holds nor fails is *not resolved at this scale*, and so "
+        "is a test without spread (fewer than 2 seeds, or identical figures). A claim is *reproduced* when "
+        "all its parts hold, *not reproduced* when none holds and some fail, *mixed* when some hold and some "
+        "fail, and *not resolved at this scale* otherwise."
+    )
