@@ -122,8 +122,12 @@ def test_collected_logs_are_gzipped_deterministically_and_give_the_same_report(s
     log = copy / "digits" / "ksom-1d" / "seed1" / "metrics.jsonl.gz"
     assert gzip.decompress(log.read_bytes()) == (runs / "digits" / "ksom-1d" / "seed1" / "metrics.jsonl").read_bytes()
     before = {p: p.read_bytes() for p in written}
+    stale = copy / "digits" / "ksom-tau1" / "seed0" / "metrics.jsonl.gz"  # a run the source no longer has
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
     paper_logs.collect([runs], logs)  # a second copy is byte for byte the first (gzip mtime 0)
-    assert {p: p.read_bytes() for p in written} == before
+    assert {p: p.read_bytes() for p in written} == before and not stale.exists()
+    assert paper_logs.unfinished(copy) == []
     regenerated = paper_report.write_report(copy, tmp_path / "report", notes=tmp_path / "absent.md",
                                             figures=False).read_text()
     assert [line for line in structured(regenerated) if "Discussion" not in line] == [

@@ -92,10 +92,10 @@ def collect(sources, logs) -> list[Path]:
     return written
 
 
-def unfinished(logs) -> list[str]:
-    """Run folders under ``logs`` whose log stops before the configured steps (or that failed)."""
+def unfinished(out) -> list[str]:
+    """Run folders of the sweep folder ``out`` (or its copy) whose log stops before the configured steps, or failed."""
     found = []
-    for run in run_folders(logs):
+    for run in run_folders(out):
         steps = json.loads((run / CONFIG).read_text())["steps"]
         lines = read_metrics(run)
         if (run / FAILED_FILE).is_file() or not lines or lines[-1]["step"] < steps:
@@ -114,8 +114,9 @@ def main(argv=None) -> int:
         parser.error(str(error))
     size = sum(p.stat().st_size for p in written)
     print(f"{len(written)} files, {size / 2**20:.2f} MiB, under {args.logs}")
-    for run in unfinished(args.logs):
-        print(f"unfinished: {run}")
+    for source in args.sources:
+        for run in unfinished(args.logs / source.resolve().name):
+            print(f"unfinished: {run}")
     return 0
 
 
