@@ -567,7 +567,7 @@ def gap_verdict(rows: list[Horizon]) -> str:
         how = ("closes" if last.reading == GAP_EQUAL else "closes and reverses (EMA-VQ ends lower)")
         text = (f"The gap {how}: at step {last.step} KSOM's best validation MSE is "
                 f"{ps.percent(last.relative_gap, 1, sign=True)} from EMA-VQ's ({test}), read as {last.reading} "
-                f"from step {equal_since} on")
+                f"at every tested step from step {equal_since} on")
     elif last.reading == GAP_KSOM:
         change = abs(last.relative_gap) - abs(first.relative_gap)
         trend = ("stays about the same" if abs(change) < TREND else "narrows" if change < 0 else "widens")
