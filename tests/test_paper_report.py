@@ -325,15 +325,19 @@ def long_curve(step, start, end, seed):
     return end + (start - end) * math.exp(-step / 4000) + 0.0005 * seed
 
 
-def write_long_logs(folder, ema_end):
-    """Synthetic collected logs of the long sweep: EMA-VQ ends at ``ema_end``, KSOM at 0.040."""
+def write_long_logs(folder, ema_end, last=None):
+    """Synthetic collected logs of the long sweep: EMA-VQ ends at ``ema_end``, KSOM at 0.040.
+
+    ``last`` maps (cell, seed) to the last logged step, for runs resumed past the configured 20 000.
+    """
     for cell, start, end, dead in (("ema-n1-all", 0.09, ema_end, 200), ("ksom-n1-all", 0.06, 0.040, 0)):
         for seed in range(3):
             run = folder / "fashion-mnist" / cell / f"seed{seed}"
             run.mkdir(parents=True)
-            values = [long_curve(s, start, end, seed) for s in LONG_STEPS]
-            lines = log_lines(values, steps=LONG_STEPS, dead=[dead * math.exp(-s / 5000) + seed for s in LONG_STEPS],
-                              perplexity=[30 + s / 200 + seed for s in LONG_STEPS])
+            steps = LONG_STEPS + list(range(20250, (last or {}).get((cell, seed), 20000) + 1, 250))
+            values = [long_curve(s, start, end, seed) for s in steps]
+            lines = log_lines(values, steps=steps, dead=[dead * math.exp(-s / 5000) + seed for s in steps],
+                              perplexity=[30 + s / 200 + seed for s in steps])
             config = paper_sweep.run_config(cell, seed, "long", data="fashion-mnist")
             (run / "config.json").write_text(json.dumps(config.to_dict()))
             text = "".join(json.dumps(line) + "\n" for line in lines)
@@ -383,6 +387,18 @@ def test_long_horizon_verdict_says_whether_the_gap_closes(short_report, tmp_path
     assert "the mean relative gap narrows" in paper_report.write_report(
         short_report, tmp_path / "c", long=narrowing, figures=False).read_text()
     assert table_row(stays, "20000")[-1] == "KSOM lower"
+
+
+def test_long_runs_resumed_past_their_configured_steps_end_at_the_longest_log(short_report, tmp_path):
+    long = tmp_path / "paper-long"
+    last = {(cell, seed): 30000 for cell in ("ema-n1-all", "ksom-n1-all") for seed in range(3)}
+    last["ksom-n1-all", 2] = 25000  # still going
+    write_long_logs(long, ema_end=0.0402, last=last)
+    text = paper_report.write_report(short_report, tmp_path / "out", long=long, figures=False).read_text()
+    assert "## Long horizon: fashion-mnist, 30000 steps" in text and ", 30000 steps, lr" in text
+    assert "3 and 2 complete runs (1 unfinished, left out)" in text
+    assert [table_row(text, str(step))[0] for step in (1500, 5000, 10000, 20000, 30000)] == [
+        "1500", "5000", "10000", "20000", "30000"]
 
 
 # ------------------------------------------------------- the committed report

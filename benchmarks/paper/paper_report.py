@@ -22,6 +22,7 @@ figures.  The report of the committed logs:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -44,7 +45,7 @@ CLOSE = 0.05
 SLOWER = 0.10
 CONVERGENCE_FACTORS = (1.1, 1.2)
 # Long horizon: the figures at these steps and at the end of the runs.
-LONG_STEPS = (1500, 5000, 10000)
+LONG_STEPS = (1500, 5000, 10000, 20000)
 # The long-horizon sentence calls a change of the mean relative gap under this (one point) no change.
 TREND = 0.01
 
@@ -591,7 +592,14 @@ def long_section(long, folder: Path, *, figures=True) -> list[str]:
     """The long-horizon section of the runs in ``long``: tables, the closing verdict and its figure."""
     lines = []
     for data, found in load_runs(long).items():
-        cells = {name: summarise_cell(name, found[name]) for name in CELLS if name in found}
+        if not all(name in found for name in (EMA_REFERENCE, KSOM_REFERENCE)):
+            continue
+        # A sweep resumed with more --steps keeps the first value in config.json: the end of the
+        # section is the longest log of the two settings, and runs short of it are unfinished.
+        longest = max(r.last_step for name in (EMA_REFERENCE, KSOM_REFERENCE) for r in found[name])
+        found = {name: [dataclasses.replace(r, steps=max(r.steps, longest)) for r in found[name]]
+                 for name in (EMA_REFERENCE, KSOM_REFERENCE)}
+        cells = {name: summarise_cell(name, runs) for name, runs in found.items()}
         if not _has(cells, (EMA_REFERENCE, KSOM_REFERENCE)):
             continue
         rows = horizons(cells)
@@ -604,7 +612,7 @@ def long_section(long, folder: Path, *, figures=True) -> list[str]:
             shrink_png(path)
         lines += [
             f"## Long horizon: {data}, {rows[-1].step} steps (claim 3)", "",
-            model_line(long, data, found, cells), "",
+            model_line(long, data, found, cells, steps=longest), "",
             f"EMA-VQ and KSOM, both N0 = 1 and update all, {seeds[EMA_REFERENCE]} and {seeds[KSOM_REFERENCE]} "
             f"complete runs" + (f" ({unfinished} unfinished, left out)" if unfinished else "") + ". "
             "Best validation MSE so far, and the other figures at the last validation up to each step; "
@@ -854,10 +862,14 @@ def how_it_was_run(facts) -> list[str]:
     return lines
 
 
-def model_line(out_runs, data, found: dict, cells: dict) -> str:
-    """The model, training and validation settings (of the first run found) and how many runs are complete."""
+def model_line(out_runs, data, found: dict, cells: dict, steps=None) -> str:
+    """The model, training and validation settings (of the first run found) and how many runs are complete.
+
+    ``steps`` replaces the configured steps (a sweep resumed to more steps keeps the first value).
+    """
     cell = next(iter(found))
     config = json.loads((Path(out_runs) / data / cell / f"seed{found[cell][0].seed}" / "config.json").read_text())
+    config["steps"] = steps or config["steps"]
     complete, total, n_cells = sum(len(c.runs) for c in cells.values()), sum(map(len, found.values())), len(cells)
     dense = config.get("val_dense_every")
     validation = (f"every {dense} steps up to step {config['val_dense_until']}, then every {config['val_every']}"
