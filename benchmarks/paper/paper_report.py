@@ -334,7 +334,9 @@ def claim_three(ema, ksom, data) -> Verdict:
                          CLOSE * ema.loss.mean,
                          evidence=loss_evidence(ksom, ema, c, confidence=1 - 2 * ps.ALPHA))
     return Verdict("3. KSOM's best validation MSE is about that of well-configured EMA-VQ (N0=1, update all)",
-                   ps.combine([part]), [part], f"`{data}_references.png` and the long-horizon section")
+                   ps.combine([part]), [part], f"`{data}_references.png` and the long-horizon section",
+                   note=f"This is the reading after this sweep's {ema.runs[0].steps} steps; the long-horizon "
+                        "section (where run) tests the gap over more steps.")
 
 
 def claim_four(cells, ema, ksom, data) -> Verdict:
