@@ -77,12 +77,12 @@ SIZES = {
                     val_images=1024, checkpoint_every=500),
         timing_steps=150,
     ),
-    # Claim 3 over a longer horizon (issue 11): the two N0 = 1, update-all
-    # cells, 20 000 steps, dense validation in the first 2 000 steps.
+    # Claim 3 over a longer horizon: the two N0 = 1, update-all cells, 30 000
+    # steps (the paper's length), dense validation in the first 2 000 steps.
     "long": dict(
         seeds=3,
         cells=("ema-n1-all", "ksom-n1-all"),
-        config=dict(hidden=32, residual_hidden=16, dim=32, grid_shape=(16, 16), batch_size=64, steps=20000,
+        config=dict(hidden=32, residual_hidden=16, dim=32, grid_shape=(16, 16), batch_size=64, steps=30000,
                     val_every=250, val_dense_every=25, val_dense_until=2000, log_every=50,
                     val_images=2048, checkpoint_every=500),
         timing_steps=150,
