@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from . import quality
 from .comparisons import BOUND, OURS
 
 SPEC_TARGETS = {
@@ -281,6 +282,8 @@ def targets(results) -> list:
                     "",
                 )
             )
+    for target in (results.get("quality") or {}).get("targets", []):
+        out.append(tuple(target))
     layers = results.get("layers") or {}
     for target in layers.get("targets", []):
         out.append(tuple(target))
@@ -314,6 +317,8 @@ def markdown(results) -> str:
         "",
         targets_table(results),
     ]
+    if results.get("quality"):
+        sections += ["", "## Time to equal quality (the headline)", "", quality.markdown(results["quality"])]
     if results.get("streaming"):
         sections += [
             "",
