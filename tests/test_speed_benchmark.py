@@ -104,6 +104,6 @@ def test_a_ladder_that_cannot_reach_the_peer_is_reported_as_not_reached():
     (shape,) = result["shapes"]
     (row,) = shape["rows"]
     assert row["reached"] is False and row["rungs_tried"] == 2 and "ratio" not in row
-    assert row["best_qe"] > shape["peers"][quality.MINISOM_RANDOM]["qe"]
+    assert row["closest_qe"] > shape["peers"][quality.MINISOM_RANDOM]["qe"]
     assert "not reached" in quality.headline_table(result)
-    assert "not reached (best of 2" in quality.shape_table(shape)
+    assert "not reached (closest of 2" in quality.shape_table(shape)

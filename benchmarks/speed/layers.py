@@ -15,11 +15,12 @@ output does).  Contenders:
 - a second ``EMAVQ``, timed like the first: the two do identical work, so
   their ratio is the timing noise that the KohonenVQ/EMAVQ ratio carries.
 
-Rounds run every contender in turn (rotating the order), each afresh from
-the same starting codebook with one untimed step; the table reports medians
-over rounds, as vectors per second and as per-round time ratios (which pair
-runs made close together in time, so a shared machine's load cancels
-better).  The first step's codes of every contender are compared, to show
+Rounds run every contender in turn (see :func:`round_order`), each afresh
+from the same starting codebook with one untimed step; the table reports
+medians over rounds as vectors per second, and every ratio as the median
+over rounds of the per-round time ratio (the one statistic for ratios
+here: it pairs runs made close together in time, so a shared machine's
+load cancels better).  The first step's codes of every contender are compared, to show
 they do the same work.  On a GPU every clock is read after
 ``torch.cuda.synchronize()``.
 """
@@ -122,6 +123,21 @@ def contenders(n_codes):
     }
 
 
+def round_order(names, round_, kohonen):
+    """The contenders' order in round ``round_``: the others rotated, then the KohonenVQ trio.
+
+    KohonenVQ and the second EMAVQ run right before and right after the
+    first EMAVQ, swapping sides every round: both ratios to EMAVQ then
+    compare runs made back to back, in the same positions, so the twin's
+    ratio is the noise floor of KohonenVQ's (a fixed cyclic order made
+    KohonenVQ always follow the twin and precede vector-quantize-pytorch).
+    """
+    others = [name for name in names if name not in (EMA, TWIN, kohonen)]
+    shift = round_ % len(others)
+    trio = [kohonen, EMA, TWIN] if round_ % 2 == 0 else [TWIN, EMA, kohonen]
+    return others[shift:] + others[:shift] + trio
+
+
 def neighbourhood_seconds(n_codes, dim, device, sync, repeats=200):
     """Time of what KohonenVQ adds to an EMAVQ step: P(t) and its spread."""
     import torch
@@ -159,7 +175,7 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
     # untimed step first), so all time the same steps of training.
     seconds = {name: [] for name in names}
     for round_ in range(rounds):
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+        for name in round_order(names, round_, kohonen):
             step = builders[name](codebook)
             step(z)
             sync()

@@ -308,6 +308,14 @@ def reaches(ours, peer) -> bool:
     return ours["qe"] <= peer["qe"] and (peer["te"] is None or ours["te"] <= peer["te"])
 
 
+def shortfall(ours, peer) -> float:
+    """How far ours is from the peer's quality: the larger of QE and TE over the peer's (<= 1: reached)."""
+    ratios = [ours["qe"] / peer["qe"]]
+    if peer["te"] is not None:
+        ratios.append(ours["te"] / peer["te"] if peer["te"] > 0 else (1.0 if ours["te"] == 0 else math.inf))
+    return max(ratios)
+
+
 def round_ratio(numerator, denominator):
     """Median over rounds of the per-round time ratio (the benchmark's one statistic for ratios)."""
     pairs = [a / b for a, b in zip(numerator, denominator)]
@@ -368,16 +376,16 @@ def compare_shape(split, grid_shape, plan, ladders=None, log=print) -> dict:
     rows = []
     for peer, ladder_name, reached, tried in matches:
         shown = reached or (tried[0] if len(tried) == 1 else None)
-        best = min(tried, key=lambda name: ours[name]["qe"])
+        closest = min(tried, key=lambda name: shortfall(ours[name], peer_quality[peer]))
         row = {
             "peer": peer,
             "ladder": ladder_name,
             "reached": reached is not None,
             "rung": rung_label(ours[shown]["params"]) if shown else None,
             "rungs_tried": len(tried),
-            "best_qe": ours[best]["qe"],
-            "best_te": ours[best]["te"],
-            "best_rung": rung_label(ours[best]["params"]),
+            "closest_qe": ours[closest]["qe"],
+            "closest_te": ours[closest]["te"],
+            "closest_rung": rung_label(ours[closest]["params"]),
         }
         if shown:
             row.update(our_qe=ours[shown]["qe"], our_te=ours[shown]["te"], our_seconds=timings[shown].median,
@@ -424,7 +432,8 @@ def compare_shape(split, grid_shape, plan, ladders=None, log=print) -> dict:
 
 def _row_summary(row, peer):
     if row.get("ratio") is None:
-        return f"not reached (best QE {row['best_qe']:.4f} vs {peer['qe']:.4f})" + (f"; {row['error']}" if "error" in row else "")
+        return (f"not reached (closest: QE {_qe_te(row['closest_qe'], row['closest_te'])} vs {_qe_te(peer['qe'], peer['te'])})"
+                + (f"; {row['error']}" if "error" in row else ""))  # fmt: skip
     return f"{'' if row['reached'] else 'NOT REACHED, '}{row['rung']}: x{row['ratio']:.2f}"
 
 
@@ -506,7 +515,7 @@ def _qe_te(qe, te):
 def _cell(row):
     """A headline cell: the ratio at equal quality, or what kept the ladder from it."""
     if row.get("ratio") is None:
-        return f"not reached (best QE {row['best_qe']:.4f})"
+        return f"not reached (closest: QE / TE {_qe_te(row['closest_qe'], row['closest_te'])})"
     if not row["reached"]:
         return f"not reached ({row['ratio']:.2f}× faster at QE {row['our_qe']:.4f})"
     return f"**{row['ratio']:.2f}×**"
@@ -539,7 +548,7 @@ def shape_table(shape) -> str:
             _qe_te(peer["qe"], peer["te"]),
             row["ladder"],
             (row["rung"] if row["reached"] else f"not reached; {row['rung']}") if shown else
-            f"not reached (best of {row['rungs_tried']}: {row['best_rung']}, QE {_qe_te(row['best_qe'], row['best_te'])})",
+            f"not reached (closest of {row['rungs_tried']}: {row['closest_rung']}, QE / TE {_qe_te(row['closest_qe'], row['closest_te'])})",
             f"{row['our_seconds']:.3f} s" if shown else "—",
             _qe_te(row["our_qe"], row["our_te"]) if shown else "—",
             f"{row['ratio']:.2f}×" if shown else "—",

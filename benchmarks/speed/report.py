@@ -160,7 +160,8 @@ def layers_table(result) -> str:
     return (
         f"K = {result['K']}, D = {result['D']}, {result['vectors']:,} vectors a batch (an input needing a gradient), "
         f"train mode, float32, on {result['device']} (torch threads: {result['torch_threads']}); medians of "
-        f"{result['rounds']} rounds × {result['steps']} steps, each round from the same codebook.\n\n"
+        f"{result['rounds']} rounds × {result['steps']} steps, each round from the same codebook; every ratio is "
+        "the median over rounds of the per-round time ratio.\n\n"
         + _table(
             ["layer", "vectors/s (median)", "time a step", "faster than VectorQuantize by", "same codes as EMAVQ (first step)"],
             rows,
@@ -304,7 +305,8 @@ def markdown(results) -> str:
         "",
         f"Written by `{results['command']}` ({results['plan']} plan) on {results['date']}, in {results['wall_seconds'] / 60:.1f} minutes.",
         "Every contender ran in the same process, on the same data, taking turns within each round; "
-        f"figures are medians of rounds ({_rounds(results)}) and ratios compare medians.",
+        f"figures are medians of rounds ({_rounds(results)}); ratios compare medians, except for time to equal "
+        "quality and the torch layers: there, the median over rounds of the per-round ratio.",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['system']}, Python {machine['python']}",
         f"- BLAS: {machine['blas']}; torch threads: {machine['torch_threads']}",
