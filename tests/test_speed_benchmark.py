@@ -31,6 +31,7 @@ def test_the_quick_code_path_writes_a_full_report(tmp_path):
         "MiniSom.train_batch", "MiniSom.train_batch_offline", "torchsom.fit"
     }
     assert all(row["same_codes"] > 0.99 for row in results["layers"]["rows"].values())
+    assert results["layers"]["kohonen_over_ema_cpu"] > 0 and results["layers"]["twin_over_ema_cpu"] > 0
     assert [p["N"] for p in results["scaling"]["N"]] == list(TINY.scaling_n)
     (large,) = results["large_map"]
     assert large["dense_matrix"] is False and large["max_rss_bytes"] > large["max_rss_before_bytes"] > 0
@@ -107,3 +108,17 @@ def test_a_ladder_that_cannot_reach_the_peer_is_reported_as_not_reached():
     assert row["closest_qe"] > shape["peers"][quality.MINISOM_RANDOM]["qe"]
     assert "not reached" in quality.headline_table(result)
     assert "not reached (closest of 2" in quality.shape_table(shape)
+
+
+def test_kohonenvq_and_the_twin_run_back_to_back_around_emavq_swapping_sides():
+    from benchmarks.speed import layers
+
+    kohonen = layers.kohonen_name((32, 16))
+    names = [layers.VQP, layers.FLOOR, layers.EMA, layers.TWIN, kohonen]
+    orders = [layers.round_order(names, round_, kohonen) for round_ in range(4)]
+    for order in orders:
+        assert sorted(order) == sorted(names)
+        middle = order.index(layers.EMA)
+        assert {order[middle - 1], order[middle + 1]} == {kohonen, layers.TWIN}
+    assert [order.index(kohonen) < order.index(layers.EMA) for order in orders] == [True, False, True, False]
+    assert {order[0] for order in orders} == {layers.VQP, layers.FLOOR}  # the others still rotate

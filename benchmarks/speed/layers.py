@@ -173,21 +173,25 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
 
     # Every round starts every contender afresh from the same codebook (one
     # untimed step first), so all time the same steps of training.
-    seconds = {name: [] for name in names}
+    # Process CPU time too: on a shared machine, wall time also counts the
+    # waits for a core that a neighbour holds, which fall on small ops
+    # (KohonenVQ's extra ones) more than on the large GEMMs.
+    seconds, cpu_seconds = {name: [] for name in names}, {name: [] for name in names}
     for round_ in range(rounds):
         for name in round_order(names, round_, kohonen):
             step = builders[name](codebook)
             step(z)
             sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step(z)
             sync()
             seconds[name].append((time.perf_counter() - start) / steps)
+            cpu_seconds[name].append((time.process_time() - cpu_start) / steps)
 
-    def ratio(numerator, denominator):
+    def ratio(numerator, denominator, times=seconds):
         """Median over rounds of the per-round time ratio."""
-        return statistics.median(a / b for a, b in zip(seconds[numerator], seconds[denominator]))
+        return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
 
     rows = {}
     for name in names:
@@ -206,9 +210,13 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
     own_share = neighbourhood_seconds(n_codes, dim, device, sync, repeats=20 * rounds) / statistics.median(seconds[EMA])
     floor_share = ratio(EMA, FLOOR)
     twin_over_ema = ratio(TWIN, EMA)
+    on_cpu = str(device) == "cpu"  # a GPU step's process time is the host's alone
+    cpu = {"kohonen_over_ema_cpu": ratio(kohonen, EMA, cpu_seconds), "twin_over_ema_cpu": ratio(TWIN, EMA, cpu_seconds)}
     kohonen_limit = (
         f"P(t) and its spread, timed alone, take {100 * own_share:.1f} % of an EMAVQ step; a second EMAVQ, "
         f"doing identical work, timed {twin_over_ema:.3f}× the first"
+        + (f"; in process CPU time KohonenVQ took {cpu['kohonen_over_ema_cpu']:.3f}× EMAVQ's (the twin "
+           f"{cpu['twin_over_ema_cpu']:.3f}×)" if on_cpu else "")
         if kohonen_over_ema > KOHONEN_OVER_EMA
         else ""
     )
@@ -232,6 +240,7 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
         "kohonen_over_ema": kohonen_over_ema,
         "twin_over_ema": twin_over_ema,
         "kohonen_own_share": own_share,
+        **(cpu if on_cpu else {}),
         "targets": [
             (f"EMAVQ ≥ {EMAVQ_OVER_VQP:g}× vector-quantize-pytorch's throughput", f"{ema_over_vqp:.2f}×",
              ema_over_vqp >= EMAVQ_OVER_VQP, ema_limit),

@@ -174,6 +174,13 @@ def layers_table(result) -> str:
             if "twin_over_ema" in result
             else "."
         )
+        + (
+            f"  In process CPU time (what the step computed, without the waits for a core on a shared "
+            f"machine): KohonenVQ {result['kohonen_over_ema_cpu']:.3f}× EMAVQ, the twin "
+            f"{result['twin_over_ema_cpu']:.3f}×."
+            if "kohonen_over_ema_cpu" in result
+            else ""
+        )
     )
 
 
