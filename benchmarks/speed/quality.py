@@ -335,6 +335,7 @@ def compare_shape(split, grid_shape, plan, ladders=None, log=print) -> dict:
     for name, (train, _) in peer_runs.items():
         try:
             peer_quality[name] = quality(split, train(), grid, som=name != KMEANS)
+            log(f"  {name:42s} test QE / TE {_qe_te(**peer_quality[name])}")
         except Exception as error:  # a peer that is missing or breaks
             peer_quality[name] = {"error": f"{type(error).__name__}: {error}"}
             log(f"  {name} failed: {peer_quality[name]['error']}")
@@ -407,7 +408,7 @@ def compare_shape(split, grid_shape, plan, ladders=None, log=print) -> dict:
                 "speed_ratio": round_ratio(timings[MINISOM_RANDOM].seconds, timings[name].seconds),
             })  # fmt: skip
             log(f"  one pass ({setting}): QE x{one_pass[-1]['qe_ratio']:.3f} of MiniSom's, "
-                f"TE {ours[name]['te']:.3f} vs {target['te']:.3f}, x{one_pass[-1]['speed_ratio']:.1f} faster")  # fmt: skip
+                f"TE {ours[name]['te']:.3f} vs {target['te']:.3f}, x{one_pass[-1]['speed_ratio'] or math.nan:.1f} faster")  # fmt: skip
 
     full, bare = (statistics.median(timings[name].seconds) if timings.get(name) and timings[name].seconds else None
                   for name in (TORCHSOM, TORCHSOM_BARE))  # fmt: skip
