@@ -33,6 +33,7 @@ def test_the_quick_code_path_writes_a_full_report(tmp_path):
         "MiniSom.train_batch", "MiniSom.train_batch_offline", "torchsom.fit"
     }
     assert all(row["same_codes"] > 0.99 for row in results["layers"]["rows"].values())
+    assert results["layers"]["kohonen_over_ema_cpu"] > 0 and results["layers"]["twin_over_ema_cpu"] > 0
     assert [p["N"] for p in results["scaling"]["N"]] == list(TINY.scaling_n)
     (large,) = results["large_map"]
     assert large["dense_matrix"] is False and large["max_rss_bytes"] > large["max_rss_before_bytes"] > 0
@@ -66,3 +67,60 @@ def test_the_gpu_streaming_path_runs_on_numpy_and_cpu_tensors():
     for name in (OURS, "EMAQuantizer.partial_fit", "torchsom.fit", BOUND):
         assert not result["rows"][name]["error"], result["rows"][name]["error"]
         assert result["rows"][name]["samples_per_s"] > 0
+
+
+def test_time_to_equal_quality_gives_ratio_rung_qe_and_te_for_every_peer(tmp_path):
+    from benchmarks.speed import quality
+
+    results = run(TINY, out=tmp_path, data_source="blobs", sections=("quality",), log=lambda *args: None)
+
+    (shape,) = results["quality"]["shapes"]
+    assert shape["n_train"] == TINY.quality.train_rows and shape["n_test"] == TINY.quality.test_rows
+    assert {row["peer"] for row in shape["rows"]} == {*quality.SOM_PEERS, quality.KMEANS}
+    for row in shape["rows"]:
+        peer = shape["peers"][row["peer"]]
+        assert peer["qe"] > 0 and len(peer["seconds"]) == TINY.quality.rounds
+        if row["reached"]:
+            assert row["ratio"] > 0 and row["rung"]
+            assert row["our_qe"] <= peer["qe"]
+            assert peer["te"] is None or row["our_te"] <= peer["te"]
+        if len(quality.LADDERS[row["ladder"]]["rungs"]) == 1:  # the defaults: always timed
+            assert row["ratio"] > 0 and row["rung"] == "defaults"
+    settings = [p["setting"] for p in shape["one_pass"]]
+    assert settings == list(quality.STREAMING)
+    assert all(p["qe_ratio"] > 0 and p["speed_ratio"] > 0 for p in shape["one_pass"])
+
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Time to equal quality" in text and "peer time / ours" in text
+    assert text.index("## Time to equal quality") < text.index("### blobs 8-D, 4×4")
+
+
+def test_a_ladder_that_cannot_reach_the_peer_is_reported_as_not_reached():
+    from benchmarks.speed import quality
+
+    # A neighbourhood wider than the 4x4 map pulls every code to the data's mean.
+    hopeless = {"sigma": 50.0, "sigma_end": 50.0}
+    ladders = {"hopeless": {"trains": "fit", "against": (quality.MINISOM_RANDOM,),
+                            "rungs": [{"max_iter": 1, **hopeless}, {"max_iter": 2, **hopeless}]}}  # fmt: skip
+    result = quality.run("blobs", TINY.quality, log=lambda *args: None, ladders=ladders)
+
+    (shape,) = result["shapes"]
+    (row,) = shape["rows"]
+    assert row["reached"] is False and row["rungs_tried"] == 2 and "ratio" not in row
+    assert row["closest_qe"] > shape["peers"][quality.MINISOM_RANDOM]["qe"]
+    assert "not reached" in quality.headline_table(result)
+    assert "not reached (closest of 2" in quality.shape_table(shape)
+
+
+def test_kohonenvq_and_the_twin_run_back_to_back_around_emavq_swapping_sides():
+    from benchmarks.speed import layers
+
+    kohonen = layers.kohonen_name((32, 16))
+    names = [layers.VQP, layers.FLOOR, layers.EMA, layers.TWIN, kohonen]
+    orders = [layers.round_order(names, round_, kohonen) for round_ in range(4)]
+    for order in orders:
+        assert sorted(order) == sorted(names)
+        middle = order.index(layers.EMA)
+        assert {order[middle - 1], order[middle + 1]} == {kohonen, layers.TWIN}
+    assert [order.index(kohonen) < order.index(layers.EMA) for order in orders] == [True, False, True, False]
+    assert {order[0] for order in orders} == {layers.VQP, layers.FLOOR}  # the others still rotate

@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import comparisons, gpu, machine, report, scaling
+from . import comparisons, gpu, machine, quality, report, scaling
 from .data import SOURCES, Dataset
 from .measure import run_child
 from .plan import PLANS
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("streaming", "anatomy", "batch", "layers", "scaling", "large_map")
+SECTIONS = ("quality", "streaming", "anatomy", "batch", "layers", "scaling", "large_map")
 
 
 def large_map(plan, log=print) -> list:
@@ -112,6 +112,7 @@ def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
         "plan": plan.name,
         "repeats": plan.repeats,
         "rounds": {
+            "time to equal quality": plan.quality.rounds,
             "streaming": plan.repeats,
             "batch training": min(plan.repeats, 3),
             "the torch layers": plan.layer_rounds,
@@ -138,6 +139,9 @@ def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
         if torch_device is not None:
             results["layers"] = layers(plan, device=torch_device, log=log)
     else:
+        if "quality" in sections:
+            with threads(1):  # one thread each, whatever --threads says (SPEC section 6)
+                results["quality"] = quality.run(data.source, plan.quality, log)
         if "streaming" in sections:
             results["streaming"] = comparisons.streaming(data, plan, log)
         if "anatomy" in sections:

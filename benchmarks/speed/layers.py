@@ -15,11 +15,12 @@ output does).  Contenders:
 - a second ``EMAVQ``, timed like the first: the two do identical work, so
   their ratio is the timing noise that the KohonenVQ/EMAVQ ratio carries.
 
-Rounds run every contender in turn (rotating the order), each afresh from
-the same starting codebook with one untimed step; the table reports medians
-over rounds, as vectors per second and as per-round time ratios (which pair
-runs made close together in time, so a shared machine's load cancels
-better).  The first step's codes of every contender are compared, to show
+Rounds run every contender in turn (see :func:`round_order`), each afresh
+from the same starting codebook with one untimed step; the table reports
+medians over rounds as vectors per second, and every ratio as the median
+over rounds of the per-round time ratio (the one statistic for ratios
+here: it pairs runs made close together in time, so a shared machine's
+load cancels better).  The first step's codes of every contender are compared, to show
 they do the same work.  On a GPU every clock is read after
 ``torch.cuda.synchronize()``.
 """
@@ -122,6 +123,21 @@ def contenders(n_codes):
     }
 
 
+def round_order(names, round_, kohonen):
+    """The contenders' order in round ``round_``: the others rotated, then the KohonenVQ trio.
+
+    KohonenVQ and the second EMAVQ run right before and right after the
+    first EMAVQ, swapping sides every round: both ratios to EMAVQ then
+    compare runs made back to back, in the same positions, so the twin's
+    ratio is the noise floor of KohonenVQ's (a fixed cyclic order made
+    KohonenVQ always follow the twin and precede vector-quantize-pytorch).
+    """
+    others = [name for name in names if name not in (EMA, TWIN, kohonen)]
+    shift = round_ % len(others)
+    trio = [kohonen, EMA, TWIN] if round_ % 2 == 0 else [TWIN, EMA, kohonen]
+    return others[shift:] + others[:shift] + trio
+
+
 def neighbourhood_seconds(n_codes, dim, device, sync, repeats=200):
     """Time of what KohonenVQ adds to an EMAVQ step: P(t) and its spread."""
     import torch
@@ -158,21 +174,25 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
 
     # Every round starts every contender afresh from the same codebook (one
     # untimed step first), so all time the same steps of training.
-    seconds = {name: [] for name in names}
+    # Process CPU time too: on a shared machine, wall time also counts the
+    # waits for a core that a neighbour holds, which fall on small ops
+    # (KohonenVQ's extra ones) more than on the large GEMMs.
+    seconds, cpu_seconds = {name: [] for name in names}, {name: [] for name in names}
     for round_ in range(rounds):
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+        for name in round_order(names, round_, kohonen):
             step = builders[name](codebook)
             step(z)
             sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step(z)
             sync()
             seconds[name].append((time.perf_counter() - start) / steps)
+            cpu_seconds[name].append((time.process_time() - cpu_start) / steps)
 
-    def ratio(numerator, denominator):
+    def ratio(numerator, denominator, times=seconds):
         """Median over rounds of the per-round time ratio."""
-        return statistics.median(a / b for a, b in zip(seconds[numerator], seconds[denominator]))
+        return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
 
     rows = {}
     for name in names:
@@ -191,9 +211,13 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
     own_share = neighbourhood_seconds(n_codes, dim, device, sync, repeats=20 * rounds) / statistics.median(seconds[EMA])
     floor_share = ratio(EMA, FLOOR)
     twin_over_ema = ratio(TWIN, EMA)
+    on_cpu = str(device) == "cpu"  # a GPU step's process time is the host's alone
+    cpu = {"kohonen_over_ema_cpu": ratio(kohonen, EMA, cpu_seconds), "twin_over_ema_cpu": ratio(TWIN, EMA, cpu_seconds)}
     kohonen_limit = (
         f"P(t) and its spread, timed alone, take {100 * own_share:.1f} % of an EMAVQ step; a second EMAVQ, "
         f"doing identical work, timed {twin_over_ema:.3f}× the first"
+        + (f"; in process CPU time KohonenVQ took {cpu['kohonen_over_ema_cpu']:.3f}× EMAVQ's (the twin "
+           f"{cpu['twin_over_ema_cpu']:.3f}×)" if on_cpu else "")
         if kohonen_over_ema > KOHONEN_OVER_EMA
         else ""
     )
@@ -217,6 +241,7 @@ def compare(shape, *, rounds, steps, device="cpu", log=print) -> dict:
         "kohonen_over_ema": kohonen_over_ema,
         "twin_over_ema": twin_over_ema,
         "kohonen_own_share": own_share,
+        **(cpu if on_cpu else {}),
         "targets": [
             (f"EMAVQ ≥ {EMAVQ_OVER_VQP:g}× vector-quantize-pytorch's throughput", f"{ema_over_vqp:.2f}×",
              ema_over_vqp >= EMAVQ_OVER_VQP, ema_limit),

@@ -6,6 +6,19 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class QualityPlan:
+    """The time-to-equal-quality comparison (``quality.py``)."""
+
+    data: tuple  # image data sets, where installed (Gaussian blobs otherwise)
+    features: tuple  # 784 = the pixels, fewer = the top principal components
+    grids: tuple
+    train_rows: int  # first rows of the training images (fit); None = all 60 000
+    test_rows: int  # first rows of the t10k images (held-out QE and TE); None = all 10 000
+    rounds: int
+    torchsom_epochs: int
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     n_samples: int  # rows of the streaming and batch data (docs/design.md section 10: 60 000)
@@ -30,6 +43,7 @@ class Plan:
     layer_shape: tuple  # (K, D, vectors per batch) of the torch-layer comparison
     layer_rounds: int
     layer_steps: int  # training steps per contender per round
+    quality: QualityPlan
 
 
 FULL = Plan(
@@ -55,6 +69,15 @@ FULL = Plan(
     layer_shape=(512, 64, 16384),
     layer_rounds=21,
     layer_steps=3,
+    quality=QualityPlan(
+        data=("fashion-mnist", "mnist"),
+        features=(64, 784),
+        grids=((16, 16), (32, 32)),
+        train_rows=None,
+        test_rows=None,
+        rounds=3,
+        torchsom_epochs=10,
+    ),
 )
 
 QUICK = Plan(
@@ -80,6 +103,15 @@ QUICK = Plan(
     layer_shape=(512, 64, 16384),
     layer_rounds=5,
     layer_steps=2,
+    quality=QualityPlan(
+        data=("fashion-mnist",),
+        features=(64,),
+        grids=((8, 8),),
+        train_rows=6000,
+        test_rows=2000,
+        rounds=2,
+        torchsom_epochs=2,
+    ),
 )
 
 # The test's: every code path of --quick on shapes that run in seconds.
@@ -106,6 +138,15 @@ TINY = Plan(
     layer_shape=(32, 8, 256),
     layer_rounds=1,
     layer_steps=1,
+    quality=QualityPlan(
+        data=("fashion-mnist",),
+        features=(8,),
+        grids=((4, 4),),
+        train_rows=600,
+        test_rows=300,
+        rounds=1,
+        torchsom_epochs=1,
+    ),
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK, TINY)}

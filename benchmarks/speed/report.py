@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from . import quality
 from .comparisons import BOUND, OURS
 
 REFERENCE_TARGETS = {
@@ -159,7 +160,8 @@ def layers_table(result) -> str:
     return (
         f"K = {result['K']}, D = {result['D']}, {result['vectors']:,} vectors a batch (an input needing a gradient), "
         f"train mode, float32, on {result['device']} (torch threads: {result['torch_threads']}); medians of "
-        f"{result['rounds']} rounds × {result['steps']} steps, each round from the same codebook.\n\n"
+        f"{result['rounds']} rounds × {result['steps']} steps, each round from the same codebook; every ratio is "
+        "the median over rounds of the per-round time ratio.\n\n"
         + _table(
             ["layer", "vectors/s (median)", "time a step", "faster than VectorQuantize by", "same codes as EMAVQ (first step)"],
             rows,
@@ -171,6 +173,13 @@ def layers_table(result) -> str:
             "timing noise of such a ratio here."
             if "twin_over_ema" in result
             else "."
+        )
+        + (
+            f"  In process CPU time (what the step computed, without the waits for a core on a shared "
+            f"machine): KohonenVQ {result['kohonen_over_ema_cpu']:.3f}× EMAVQ, the twin "
+            f"{result['twin_over_ema_cpu']:.3f}×."
+            if "kohonen_over_ema_cpu" in result
+            else ""
         )
     )
 
@@ -281,6 +290,8 @@ def targets(results) -> list:
                     "",
                 )
             )
+    for target in (results.get("quality") or {}).get("targets", []):
+        out.append(tuple(target))
     layers = results.get("layers") or {}
     for target in layers.get("targets", []):
         out.append(tuple(target))
@@ -301,7 +312,8 @@ def markdown(results) -> str:
         "",
         f"Written by `{results['command']}` ({results['plan']} plan) on {results['date']}, in {results['wall_seconds'] / 60:.1f} minutes.",
         "Every contender ran in the same process, on the same data, taking turns within each round; "
-        f"figures are medians of rounds ({_rounds(results)}) and ratios compare medians.",
+        f"figures are medians of rounds ({_rounds(results)}); ratios compare medians, except for time to equal "
+        "quality and the torch layers: there, the median over rounds of the per-round ratio.",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['system']}, Python {machine['python']}",
         f"- BLAS: {machine['blas']}; torch threads: {machine['torch_threads']}",
@@ -314,6 +326,8 @@ def markdown(results) -> str:
         "",
         targets_table(results),
     ]
+    if results.get("quality"):
+        sections += ["", "## Time to equal quality (the headline)", "", quality.markdown(results["quality"])]
     if results.get("streaming"):
         sections += [
             "",
