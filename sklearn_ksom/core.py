@@ -72,8 +72,24 @@ class Assignment(NamedTuple):
 
 # What each EMA constant may be, declared once: the estimators take these
 # constraints for their parameters of the same names.
+# decay='auto': an EMA memory of about a fifteenth of the run's update steps,
+# chosen by benchmarks/streaming_memory.py (docs/design.md section 2).
+AUTO_MEMORY_SHARE = 15.0
+
+
+def auto_decay(n_steps: int) -> float:
+    """The 'auto' EMA decay of a run of ``n_steps`` update steps.
+
+    gamma = 1 - 15 / n_steps within [0.5, 0.99]: a memory of about
+    n_steps / 15 steps, so the codebook forgets the wide early
+    neighbourhoods as the width schedule ends (0.985 for the 1 000-step
+    stream assumed when its length is not given; 0.99 from 1 500 steps).
+    """
+    return min(0.99, max(0.5, 1.0 - AUTO_MEMORY_SHARE / max(int(n_steps), 1)))
+
+
 EMA_CONSTRAINTS = {
-    "decay": [Interval(Real, 0, 1, closed="left")],
+    "decay": [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})],
     "epsilon": [Interval(Real, 0, None, closed="neither")],
     "initial_count": [Interval(Real, 0, None, closed="left")],
     "update": [StrOptions({"all", "active"})],
@@ -86,8 +102,9 @@ class EMAConstants:
 
     Parameters
     ----------
-    decay : float, default=0.99
-        EMA decay gamma of the counts and sums, in [0, 1).
+    decay : float or 'auto', default=0.99
+        EMA decay gamma of the counts and sums, in [0, 1); 'auto' takes
+        :func:`auto_decay` of the run's length (:meth:`decay_over`).
     epsilon : float, default=1e-5
         Laplace smoothing constant, > 0.
     initial_count : float, default=1.0
@@ -97,7 +114,7 @@ class EMAConstants:
         the codes assigned in the batch change (docs/design.md section 2).
     """
 
-    decay: float = 0.99
+    decay: float | str = 0.99
     epsilon: float = 1e-5
     initial_count: float = 1.0
     update: str = "all"
@@ -112,6 +129,11 @@ class EMAConstants:
     @property
     def update_all(self) -> bool:
         return self.update == "all"
+
+    def decay_over(self, n_steps: int) -> float:
+        """The decay of a run of ``n_steps`` update steps: ``decay``, or
+        :func:`auto_decay` of ``n_steps`` when it is 'auto'."""
+        return auto_decay(n_steps) if isinstance(self.decay, str) else float(self.decay)
 
 
 def initial_state(codebook, initial_count: float) -> EMAState:
@@ -479,6 +501,7 @@ def ema_steps(
     step, the first being update step ``first_step`` of ``schedule``."""
     xp = namespace(X)
     dtype, device = X.dtype, device_of(X)
+    decay = ema.decay_over(schedule.length)
     step = first_step
     for start in range(0, order.shape[0], batch_size):
         rows = order[start : min(start + batch_size, order.shape[0])]
@@ -486,7 +509,7 @@ def ema_steps(
             state,
             xp.take(X, rows, axis=0),
             schedule.at(step, xp=xp, dtype=dtype, device=device),
-            decay=ema.decay,
+            decay=decay,
             epsilon=ema.epsilon,
             update_all=ema.update_all,
             sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),

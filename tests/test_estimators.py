@@ -180,7 +180,8 @@ def test_a_state_from_elsewhere_continues_at_its_step(blobs):
     assert not np.shares_memory(model.cluster_centers_, trained.cluster_centers_)
     model.partial_fit(blobs[300:400])
     P = neighbourhood_operator(Grid((3, 3)), "hard", 1.0 / (1 + 0.1 * 7))
-    expected = core.ema_step(state, blobs[300:400], P, decay=0.99, epsilon=1e-5).state
+    assert model.decay_ == core.auto_decay(1000) == 0.985  # 'auto' over a stream of unknown length
+    expected = core.ema_step(state, blobs[300:400], P, decay=0.985, epsilon=1e-5).state
     np.testing.assert_allclose(model.cluster_centers_, expected.codebook, rtol=1e-12)
     assert model.n_steps_ == 8
 
@@ -622,3 +623,32 @@ def test_each_partial_fit_step_is_the_ksom_formula_with_p_written_out(case):
         np.testing.assert_allclose(model.counts_, counts_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(model.sums_, sums_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(model.cluster_centers_, W_ref, rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------- streaming: decay='auto'
+
+
+def test_auto_decay_remembers_a_fifteenth_of_the_run():
+    assert core.auto_decay(59) == pytest.approx(1 - 15 / 59)
+    assert core.auto_decay(1000) == pytest.approx(0.985)
+    assert core.auto_decay(10) == 0.5 and core.auto_decay(10**6) == 0.99
+    assert KohonenQuantizer((3, 3), schedule_steps=59).partial_fit(np.eye(9)).decay_ == core.auto_decay(59)
+    assert KohonenQuantizer((3, 3), decay=0.9, schedule_steps=59).partial_fit(np.eye(9)).decay_ == 0.9
+
+
+def test_one_pass_told_its_length_ends_at_the_end_width_and_beats_a_long_memory():
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(24000, 8, centers=40, cluster_std=2.0, random_state=0)
+    X_test, _ = make_blobs(4000, 8, centers=40, cluster_std=2.0, random_state=0)
+    n_batches = 48  # one pass in batches of 500
+    errors = {}
+    for decay in ("auto", 0.99):
+        som = KohonenQuantizer((6, 6), schedule_steps=n_batches, decay=decay, random_state=0)
+        for batch in np.array_split(X, n_batches):
+            som.partial_fit(batch)
+        schedule = som.neighbourhood_schedule_
+        assert som.n_steps_ == n_batches and schedule.width(som.n_steps_ - 1) == pytest.approx(schedule.end)
+        errors[decay] = som.quantization_error(X_test)
+    # 0.99 still holds about 60 % of the PCA start after 48 steps; 'auto' (0.69) forgets it.
+    assert errors["auto"] < 0.9 * errors[0.99]

@@ -26,7 +26,11 @@ ESTIMATORS = [
     KohonenQuantizer(grid_shape=(3,), random_state=0),
     KohonenQuantizer(grid_shape=(3,), neighbourhood="hard", schedule="inverse", random_state=0),
     KohonenQuantizer(grid_shape=(2, 2), neighbourhood="hard", sigma=0.5, toroidal=True, random_state=0),
-    KohonenQuantizer(grid_shape=(2, 2), neighbourhood="gaussian", algorithm="ema", random_state=0),
+    # decay=0.99: with 'auto' the 20 full-batch steps of check_clustering's
+    # tiny fit get decay 0.5 and converge, and the code between two of its
+    # three blobs wins no sample, where the check wants every label used.
+    KohonenQuantizer(grid_shape=(2, 2), neighbourhood="gaussian", algorithm="ema", decay=0.99, random_state=0),
+    KohonenQuantizer(grid_shape=(3,), algorithm="ema", random_state=0),
     KohonenQuantizer(grid_shape=(2, 2), neighbourhood="exponential", hexagonal=True, random_state=0),
 ]
 

@@ -164,7 +164,7 @@ class _EMAQuantizerLayer(torch.nn.Module):
             EMAState(self.codebook, self.counts, self.sums),
             x,
             self.neighbourhood_schedule.at(self._steps, xp=array_namespace(x), dtype=x.dtype, device=x.device),
-            decay=ema.decay,
+            decay=ema.decay_over(self.neighbourhood_schedule.length),
             epsilon=ema.epsilon,
             update_all=ema.update_all,
             reduce=reduce,
@@ -265,6 +265,7 @@ class _EMAQuantizerLayer(torch.nn.Module):
         settings = {name: params[name] for name in shared}
         if "schedule_steps" in settings:
             settings["schedule_steps"] = estimator.neighbourhood_schedule_.n_steps
+        settings["decay"] = estimator.decay_  # 'auto' as the estimator's stream resolves it
         layer = cls(
             estimator.n_features_in_,
             **settings,

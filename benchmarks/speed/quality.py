@@ -55,10 +55,10 @@ KMEANS = "MiniBatchKMeans.fit"
 SOM_PEERS = (MINISOM_RANDOM, MINISOM_BATCH, TORCHSOM, TORCHSOM_BARE)
 
 # One pass of partial_fit (batch 1024, schedule_steps = the number of
-# batches): the defaults, and the README's out-of-core recipe.
+# batches): the defaults (decay='auto'), and the former default memory 0.99.
 STREAMING = {
     "defaults": {},
-    "README's out-of-core recipe": {"decay": 0.9},
+    "decay=0.99 (the former default)": {"decay": 0.99},
 }
 
 # For each ladder: what trains ('fit' = KohonenQuantizer.fit, 'pass' = one
