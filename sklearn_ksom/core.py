@@ -70,8 +70,6 @@ class Assignment(NamedTuple):
     second: object = None  # (N,) int, second-nearest code, when asked for
 
 
-# What each EMA constant may be, declared once: the estimators take these
-# constraints for their parameters of the same names.
 # decay='auto': an EMA memory of about a fifteenth of the run's update steps,
 # chosen by benchmarks/streaming_memory.py (docs/design.md section 2).
 AUTO_MEMORY_SHARE = 15.0
@@ -88,6 +86,8 @@ def auto_decay(n_steps: int) -> float:
     return min(0.99, max(0.5, 1.0 - AUTO_MEMORY_SHARE / max(int(n_steps), 1)))
 
 
+# What each EMA constant may be, declared once: the estimators take these
+# constraints for their parameters of the same names.
 EMA_CONSTRAINTS = {
     "decay": [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})],
     "epsilon": [Interval(Real, 0, None, closed="neither")],

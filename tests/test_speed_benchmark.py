@@ -33,7 +33,9 @@ def test_the_quick_code_path_writes_a_full_report(tmp_path):
         "MiniSom.train_batch", "MiniSom.train_batch_offline", "torchsom.fit"
     }
     assert all(row["same_codes"] > 0.99 for row in results["layers"]["rows"].values())
-    assert results["layers"]["kohonen_over_ema_cpu"] > 0 and results["layers"]["twin_over_ema_cpu"] > 0
+    # The twin does EMAVQ's work: its CPU-time ratio sits near 1 (a broken pairing or clock would not).
+    assert 0.5 < results["layers"]["twin_over_ema_cpu"] < 2.0
+    assert 0.5 < results["layers"]["kohonen_over_ema_cpu"] < 3.0
     assert [p["N"] for p in results["scaling"]["N"]] == list(TINY.scaling_n)
     (large,) = results["large_map"]
     assert large["dense_matrix"] is False and large["max_rss_bytes"] > large["max_rss_before_bytes"] > 0
