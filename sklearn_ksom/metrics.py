@@ -20,7 +20,7 @@ The definitions are in docs/design.md section 8.
 from __future__ import annotations
 
 import math
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -186,6 +186,8 @@ def _check_codebook_on(codebook, grid: Grid) -> np.ndarray:
             f"codebook has {codebook.shape[0]} codes but the grid {grid.shape} has {grid.n_codes}; "
             "give the codes in the grid's order."
         )
+    if not np.all(np.isfinite(codebook)):
+        raise ValueError("codebook contains NaN or infinity; measure a finite codebook.")
     return codebook
 
 
@@ -453,6 +455,10 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
     xp = namespace(X, codebook)
     if codebook.shape[0] != grid.n_codes:
         raise ValueError(f"codebook has {codebook.shape[0]} codes but the grid {grid.shape} has {grid.n_codes}.")
+    if not (isinstance(sigma, Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite width > 0, got {sigma!r}.")
+    if not bool(xp.all(xp.isfinite(codebook))):
+        raise ValueError("codebook contains NaN or infinity; measure a finite codebook.")
     if labels is None:
         labels = assign(X, codebook).first
     elif labels.shape != (X.shape[0],):

@@ -353,3 +353,20 @@ def test_som_distortion_refuses_a_wrong_grid_or_assignment():
         metrics.som_distortion(X, codebook, Grid((5,)))
     with pytest.raises(ValueError, match="labels must give one code per sample"):
         metrics.som_distortion(X, codebook, Grid((4,)), labels=np.zeros(4, dtype=int))
+
+
+@pytest.mark.parametrize("sigma", [float("nan"), -1.0, 0.0, float("inf")])
+def test_som_distortion_refuses_a_width_that_is_not_a_finite_positive_number(sigma):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match="sigma must be a finite width"):
+        metrics.som_distortion(X, X[:9], Grid((3, 3)), sigma=sigma)
+
+
+def test_map_measures_refuse_a_codebook_holding_nan():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    codebook = X[:9].copy()
+    codebook[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.topographic_product(codebook, Grid((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.som_distortion(X, codebook, Grid((3, 3)), labels=np.zeros(20, dtype=int))
