@@ -182,16 +182,22 @@ def reference_point(codebook):
     the GEMM's O(N D K).
 
     The mean is rounded to a multiple of the largest power of two not above
-    the codes' spread (it moves by at most half the spread): data on a
-    coarse grid (integers, pixel levels) then stay exact when shifted, and
-    ties between equidistant codes break as in a brute-force search.
+    the first code's largest deviation from it (so it moves by at most half
+    that deviation, staying among the codes): data on a coarse grid
+    (integers, pixel levels) then stay exact when shifted, and ties between
+    equidistant codes break as in a brute-force search.  The mean is one
+    matrix-vector product and the step reads D numbers, not K x D: this
+    runs on every streaming step (docs/design.md section 11).
     """
     xp = namespace(codebook)
+    n_codes = codebook.shape[0]
+    ones = xp.ones((1, n_codes), dtype=codebook.dtype, device=device_of(codebook))
     with _overflow_checked():
-        mean = xp.sum(codebook, axis=0) / codebook.shape[0]
-        step = 2.0 ** xp.floor(xp.log2(xp.max(xp.abs(codebook - mean))))
+        mean = xp.reshape(xp.matmul(ones, codebook), (-1,)) / n_codes
+        step = 2.0 ** xp.floor(xp.log2(xp.max(xp.abs(codebook[0, ...] - mean))))
         rounded = xp.round(mean / step) * step
-    # All codes equal (a zero step) or a subnormal spread: a code itself.
+    # The first code at the mean (a zero step: one code, or all equal) or a
+    # subnormal deviation: the first code itself.
     return xp.where(xp.isfinite(rounded), rounded, codebook[0, ...])
 
 

@@ -272,6 +272,15 @@ def step_anatomy(data, plan, log=print) -> dict:
         for part in parts:
             core.assign(part, state.codebook)
 
+    def translation_safety():
+        # What core.assign adds to keep distances exact far from the origin
+        # (docs/design.md section 11): the reference point, and the shift of
+        # the batch and the codebook where the reference is not the origin.
+        for part in parts:
+            reference = core.reference_point(state.codebook)
+            if xp.any(reference):
+                part - reference, state.codebook - reference
+
     def code_statistics():
         for part, u in zip(parts, units):
             core.code_statistics(part, u, n_codes)
@@ -279,19 +288,22 @@ def step_anatomy(data, plan, log=print) -> dict:
     def neighbourhood_update():
         for counts, sums in statistics:
             spread_counts, spread_sums = core.spread_statistics(neighbourhood, counts, sums, xp=xp)
-            core.ema_update(state, spread_counts, spread_sums, decay=model.decay, epsilon=model.epsilon)
+            core.ema_update(state, spread_counts, spread_sums, decay=model.decay_, epsilon=model.epsilon)
 
     def partial_fit():
         for part in parts:
             model.partial_fit(part)
 
-    functions = (partial_fit, distance_gemm, assign, code_statistics, neighbourhood_update)
+    functions = (partial_fit, distance_gemm, assign, translation_safety, code_statistics, neighbourhood_update)
     timings = time_side_by_side([each(f) for f in functions], max(plan.repeats, 3))
     seconds = {name: timing.median for name, timing in timings.items()}
     total = seconds["partial_fit"]
     anatomy = {
         "distance GEMM": seconds["distance_gemm"],
-        "argmin and distances (assign less GEMM)": seconds["assign"] - seconds["distance_gemm"],
+        "argmin and distances (assign less GEMM and translation safety)": (
+            seconds["assign"] - seconds["distance_gemm"] - seconds["translation_safety"]
+        ),
+        "translation safety (reference point and shift)": seconds["translation_safety"],
         "counts and sums (code_statistics)": seconds["code_statistics"],
         "neighbourhood spread and EMA update": seconds["neighbourhood_update"],
     }
