@@ -52,35 +52,41 @@ from .initialisation import INITIALISERS, codes_from_array
 from .topology import DEFAULT_STREAM_STEPS, SCHEDULE_CONSTRAINTS, SCHEDULE_PARAMETERS, Grid, NeighbourhoodSchedule
 
 
-def _keeps_state_on_error(method):
-    """Run ``method``; if it raises, put every attribute back as it was.
+def _keeps_state_on_error(draws_from_rng):
+    """Decorate a method that, if it raises, puts every attribute back.
 
     Bad input must lose nothing: a failed fit or partial_fit leaves the
-    estimator exactly as before the call (the RNG included).
+    estimator exactly as before the call, the RNG included where
+    ``draws_from_rng(self)`` says the call may draw from it.
     """
 
-    @functools.wraps(method)
-    def guarded(self, *args, **kwargs):
-        saved = dict(self.__dict__)
-        # The RNG is the one object that can change in place: fit and a
-        # first partial_fit draw from check_random_state(random_state),
-        # which is shared with the caller when random_state is an instance
-        # or None (NumPy's global one), on the first call as on later ones.
-        # A seed's private RNG is replaced, never advanced, so its state
-        # (60 us to read) is not copied on every partial_fit.
-        shared = self.random_state is None or isinstance(self.random_state, np.random.RandomState)
-        rng = check_random_state(self.random_state) if shared else None
-        rng_state = rng.get_state() if shared else None
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            if shared:
-                rng.set_state(rng_state)
-            raise
+    def decorate(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            saved = dict(self.__dict__)
+            # The RNG is the one object that can change in place: a call that
+            # draws takes check_random_state(random_state), which is shared
+            # with the caller when random_state is an instance or None
+            # (NumPy's global one).  Its state (60 us to read, a tenth of a
+            # streaming step) is saved only for calls that may draw; a
+            # seed's private RNG is replaced, never advanced.
+            shared = draws_from_rng(self) and (
+                self.random_state is None or isinstance(self.random_state, np.random.RandomState)
+            )
+            rng = check_random_state(self.random_state) if shared else None
+            rng_state = rng.get_state() if shared else None
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                if shared:
+                    rng.set_state(rng_state)
+                raise
 
-    return guarded
+        return guarded
+
+    return decorate
 
 
 class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -202,7 +208,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
     # ------------------------------------------------------------ fitting
 
-    @_keeps_state_on_error
+    @_keeps_state_on_error(draws_from_rng=lambda self: True)
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Learn the codebook from ``X`` (n_samples, n_features).
@@ -349,7 +355,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         estimator.n_steps_ = int(n_steps)
         return estimator
 
-    @_keeps_state_on_error
+    # Only the first call draws (the initial codebook); later steps take none.
+    @_keeps_state_on_error(draws_from_rng=lambda self: not hasattr(self, "cluster_centers_"))
     def partial_fit(self, X, y=None, sample_weight=None):
         """One EMA (KSOM) step on the batch ``X``.
 

@@ -572,6 +572,21 @@ def test_a_failed_first_call_leaves_a_shared_rng_as_it_was(blobs, shared, method
     assert after[2:] == before[2:]
 
 
+def test_later_partial_fit_steps_draw_nothing_from_a_shared_rng(blobs):
+    # Only the first call draws (the initial codebook), so later steps need
+    # not save the shared RNG's state to restore it on failure.
+    rng = np.random.RandomState(3)
+    model = KohonenQuantizer((3, 3), init="sample", random_state=rng).partial_fit(blobs)
+    before = rng.get_state()
+    for _ in range(3):
+        model.partial_fit(blobs)
+    with pytest.raises(ValueError):
+        model.partial_fit(np.full_like(blobs, np.nan))
+    after = rng.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2:] == before[2:]
+
+
 # ------------------------------------------------------- what the docs say
 
 
