@@ -35,7 +35,7 @@ test: install
 	$(PY) -m pytest tests sklearn_ksom torch_adapter
 
 test-fast: install
-	$(PY) -m pytest tests sklearn_ksom torch_adapter -m "not slow" -x
+	$(PY) -m pytest tests sklearn_ksom torch_adapter -m "not slow and not benchmarks" -x
 
 # Trains a KSOM and an EMA-VQ VQ-VAE on the bundled photo patches (a few
 # minutes on 2 cores, one torch thread) and writes runs/demo/report.md; the

@@ -17,6 +17,9 @@ import paper_report  # noqa: E402
 import paper_stats  # noqa: E402
 import paper_sweep  # noqa: E402
 
+# Tests of the paper benchmark's programs (on committed logs): `pytest -m "not benchmarks"` runs the library's tests alone.
+pytestmark = pytest.mark.benchmarks
+
 VERDICTS = ("reproduced", "not reproduced", "mixed", "not resolved at this scale")
 
 CELLS = ["ema-n1-all", "ksom-n1-all", "ksom-1d"]

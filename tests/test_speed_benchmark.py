@@ -14,6 +14,9 @@ from benchmarks.speed.__main__ import run
 from benchmarks.speed.comparisons import BOUND, OURS
 from benchmarks.speed.plan import TINY
 
+# The benchmark programs, tested on tiny plans: `pytest -m "not benchmarks"` runs the library's tests alone.
+pytestmark = pytest.mark.benchmarks
+
 
 def test_the_quick_code_path_writes_a_full_report(tmp_path):
     threads_before = torch.get_num_threads()

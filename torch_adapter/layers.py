@@ -60,6 +60,18 @@ def _host_array(init):
     return init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
 
 
+def _validated_settings(caller, dim, grid, schedule_settings, ema_settings, *, init, commitment, channels_first):
+    """A layer's options checked against their declared constraints: the
+    layer's schedule and EMA constants, or a ValueError naming the option."""
+    validate_parameter_constraints(
+        {**_LAYER_CONSTRAINTS, **EMA_CONSTRAINTS},
+        {"dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first, **ema_settings},
+        caller_name=caller,
+    )
+    schedule = NeighbourhoodSchedule.from_parameters(grid, caller=caller, **schedule_settings)
+    return schedule, EMAConstants(**ema_settings)
+
+
 class _EMAQuantizerLayer(torch.nn.Module):
     """Buffers, forward and conversions shared by both layers."""
 
@@ -67,15 +79,11 @@ class _EMAQuantizerLayer(torch.nn.Module):
 
     def __init__(self, dim, grid: Grid, schedule_settings: dict, ema_settings: dict, *, init, commitment, channels_first):
         super().__init__()
-        name = type(self).__name__
-        validate_parameter_constraints(
-            {**_LAYER_CONSTRAINTS, **EMA_CONSTRAINTS},
-            {"dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first, **ema_settings},
-            caller_name=name,
-        )
+        self.neighbourhood_schedule, self.ema = _validated_settings(
+            type(self).__name__, dim, grid, schedule_settings, ema_settings,
+            init=init, commitment=commitment, channels_first=channels_first,
+        )  # fmt: skip
         self.dim, self.commitment, self.channels_first = int(dim), float(commitment), bool(channels_first)
-        self.neighbourhood_schedule = NeighbourhoodSchedule.from_parameters(grid, caller=name, **schedule_settings)
-        self.ema = EMAConstants(**ema_settings)
         self.grid = self.neighbourhood_schedule.grid
         shape = (self.grid.n_codes, self.dim)
         # W ~ N(0, 1) is the reference code's start (docs/design.md section 7).
@@ -107,6 +115,24 @@ class _EMAQuantizerLayer(torch.nn.Module):
     def settings(self) -> dict:
         """The layer's parameters that the estimator of the same name takes."""
         raise NotImplementedError
+
+    @classmethod
+    def check_options(cls, *args, **kwargs) -> tuple[NeighbourhoodSchedule, EMAConstants]:
+        """Check the constructor's arguments without building the layer.
+
+        The same checks as the constructor, from the same declared
+        constraints, with no tensor made: a ValueError naming the bad
+        option, or the neighbourhood schedule and EMA constants the layer
+        would hold.  The training command checks its options with it
+        before loading any data.
+        """
+        bound = inspect.signature(cls).bind(*args, **kwargs)
+        bound.apply_defaults()
+        parts = cls._parts(**bound.arguments)
+        return _validated_settings(
+            cls.__name__, parts.pop("dim"), parts.pop("grid"), parts.pop("schedule_settings"),
+            parts.pop("ema_settings"), **parts,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ forward
 
@@ -362,13 +388,22 @@ class KohonenVQ(_EMAQuantizerLayer):
         commitment=0.25,
         channels_first=False,
     ):
-        grid = Grid(tuple(np.atleast_1d(grid_shape)), hexagonal, toroidal)
-        schedule_settings = dict(
-            neighbourhood=neighbourhood, sigma=sigma, sigma_end=sigma_end, schedule=schedule, shrink=shrink,
-            schedule_steps=schedule_steps,
+        super().__init__(**self._parts(
+            dim=dim, grid_shape=grid_shape, hexagonal=hexagonal, toroidal=toroidal, neighbourhood=neighbourhood,
+            sigma=sigma, sigma_end=sigma_end, schedule=schedule, shrink=shrink, schedule_steps=schedule_steps,
+            decay=decay, epsilon=epsilon, initial_count=initial_count, update=update, init=init,
+            commitment=commitment, channels_first=channels_first,
+        ))  # fmt: skip
+
+    @staticmethod
+    def _parts(*, dim, grid_shape, hexagonal, toroidal, decay, epsilon, initial_count, update, init, commitment,
+               channels_first, **schedule_settings):
+        return dict(
+            dim=dim, grid=Grid(tuple(np.atleast_1d(grid_shape)), hexagonal, toroidal),
+            schedule_settings=schedule_settings,
+            ema_settings=dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update),
+            init=init, commitment=commitment, channels_first=channels_first,
         )  # fmt: skip
-        ema_settings = dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update)
-        super().__init__(dim, grid, schedule_settings, ema_settings, init=init, commitment=commitment, channels_first=channels_first)
 
     def settings(self):
         schedule = self.neighbourhood_schedule
@@ -412,13 +447,19 @@ class EMAVQ(_EMAQuantizerLayer):
         commitment=0.25,
         channels_first=False,
     ):
+        super().__init__(**self._parts(
+            dim=dim, n_clusters=n_clusters, decay=decay, epsilon=epsilon, initial_count=initial_count,
+            update=update, init=init, commitment=commitment, channels_first=channels_first,
+        ))  # fmt: skip
+
+    @classmethod
+    def _parts(cls, *, dim, n_clusters, init, commitment, channels_first, **ema_settings):
         validate_parameter_constraints(
             {"n_clusters": [Interval(Integral, 1, None, closed="left")]}, {"n_clusters": n_clusters},
-            caller_name=type(self).__name__,
+            caller_name=cls.__name__,
         )  # fmt: skip
-        ema_settings = dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update)
-        super().__init__(
-            dim, Grid((n_clusters,)), dict(neighbourhood="none"), ema_settings,
+        return dict(
+            dim=dim, grid=Grid((n_clusters,)), schedule_settings=dict(neighbourhood="none"), ema_settings=ema_settings,
             init=init, commitment=commitment, channels_first=channels_first,
         )  # fmt: skip
 

@@ -35,10 +35,12 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from torch import nn
 
 from sklearn_ksom import metrics
@@ -68,6 +70,27 @@ class RunFolderError(ValueError):
 
     The message names the file and what to do.
     """
+
+
+# What each training option may be (the bottleneck's options are the
+# layer's, checked by it: KohonenVQ.check_options / EMAVQ.check_options).
+_AT_LEAST_ONE = [Interval(Integral, 1, None, closed="left")]
+TRAINING_CONSTRAINTS = {
+    "data": [StrOptions(set(data_module.DATASETS))],
+    "quantizer": [StrOptions(set(QUANTIZERS))],
+    **dict.fromkeys(
+        ("patch_size", "patch_stride", "dim", "hidden", "residual_hidden", "n_downsample", "steps", "batch_size",
+         "log_every", "val_every", "val_images", "checkpoint_every"),
+        _AT_LEAST_ONE,
+    ),
+    "n_residual": [Interval(Integral, 0, None, closed="left")],
+    "val_dense_every": [*_AT_LEAST_ONE, None],
+    "val_dense_until": [Interval(Integral, 0, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "grad_clip": [Interval(Real, 0, None, closed="neither")],
+    "seed": [Integral],
+    "progress": ["boolean"],
+}
 
 
 @dataclass
@@ -123,34 +146,15 @@ class TrainConfig:
 
     def __post_init__(self):
         self.grid_shape = tuple(int(n) for n in self.grid_shape)
-        problems = []
-        positive = ("dim", "hidden", "residual_hidden", "steps", "batch_size", "log_every", "val_every",
-                    "val_images", "checkpoint_every", "n_downsample", "patch_size", "patch_stride")
-        for name in positive:
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.val_dense_every is not None and self.val_dense_every < 1:
-            problems.append(f"val_dense_every must be at least 1, got {self.val_dense_every}")
-        if self.val_dense_until < 0:
-            problems.append(f"val_dense_until must be >= 0, got {self.val_dense_until}")
-        if self.n_residual < 0:
-            problems.append(f"n_residual must be >= 0, got {self.n_residual}")
-        if self.quantizer not in QUANTIZERS:
-            problems.append(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
-        if self.data not in data_module.DATASETS:
-            problems.append(f"data must be one of {', '.join(data_module.DATASETS)}, got {self.data!r}")
-        if not self.grid_shape or any(n < 1 for n in self.grid_shape):
-            problems.append(f"grid_shape must be positive sizes, e.g. 16 16, got {self.grid_shape}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"lr must be a positive number, got {self.lr}")
-        if not self.commitment >= 0:
-            problems.append(f"commitment must be >= 0, got {self.commitment}")
-        if not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        # The training options by their declared constraints; the bottleneck's
+        # by the layer's own (one set of rules, checked before any data load).
+        validate_parameter_constraints(
+            TRAINING_CONSTRAINTS, {name: getattr(self, name) for name in TRAINING_CONSTRAINTS}, caller_name="TrainConfig"
+        )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if problems:
-            raise ValueError("Bad training options: " + "; ".join(problems) + ".")
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        layer_class, options = quantizer_options(self)
+        layer_class.check_options(**options)
 
     @property
     def n_codes(self) -> int:
@@ -185,20 +189,27 @@ class TrainConfig:
 # ------------------------------------------------------------ building
 
 
-def build_quantizer(config: TrainConfig) -> nn.Module:
-    """The bottleneck layer the config asks for (channels-first, for conv maps)."""
+def quantizer_options(config: TrainConfig) -> tuple[type, dict]:
+    """The bottleneck layer's class and constructor arguments the config asks
+    for (channels-first, for conv maps)."""
     from . import EMAVQ, KohonenVQ
 
     shared = dict(decay=config.decay, epsilon=config.epsilon, initial_count=config.initial_count,
                   update=config.update, init=config.init, commitment=config.commitment, channels_first=True)
     if config.quantizer == "ema":
-        return EMAVQ(config.dim, config.n_codes, **shared)
-    return KohonenVQ(
-        config.dim, config.grid_shape, hexagonal=config.hexagonal, toroidal=config.toroidal,
+        return EMAVQ, dict(dim=config.dim, n_clusters=config.n_codes, **shared)
+    return KohonenVQ, dict(
+        dim=config.dim, grid_shape=config.grid_shape, hexagonal=config.hexagonal, toroidal=config.toroidal,
         neighbourhood=config.neighbourhood, sigma=config.sigma, sigma_end=config.sigma_end,
         schedule=config.schedule, shrink=config.shrink,
         schedule_steps=config.schedule_steps or config.steps, **shared,
     )
+
+
+def build_quantizer(config: TrainConfig) -> nn.Module:
+    """The bottleneck layer the config asks for."""
+    layer_class, options = quantizer_options(config)
+    return layer_class(**options)
 
 
 def build_model(config: TrainConfig, in_channels: int) -> VQVAE:
@@ -326,7 +337,6 @@ class Run:
                 f"batch_size {config.batch_size} is the global batch and must divide among "
                 f"{self.processes.world_size} processes."
             )
-        build_quantizer(config)  # the layer checks its options before the data are loaded
         self.images = load_data(config)
         torch.manual_seed(config.seed)
         self.model = build_model(config, self.images.channels).to(self.device)
