@@ -166,8 +166,12 @@ def layers_table(result) -> str:
             ["layer", "vectors/s (median)", "time a step", "faster than VectorQuantize by", "same codes as EMAVQ (first step)"],
             rows,
         )
-        + f"\n\nEMAVQ's step takes {result['ema_over_floor']:.2f}× the plain-torch floor's; what KohonenVQ adds "
-        f"(P(t) and its spread, timed alone) is {100 * result['kohonen_own_share']:.1f} % of an EMAVQ step"
+        + f"\n\nEMAVQ's step takes {result['ema_over_floor']:.2f}× the plain-torch floor's. KohonenVQ's step takes "
+        f"{result['kohonen_over_ema']:.3f}× EMAVQ's: "
+        + result.get(
+            "kohonen_attribution",
+            f"P(t) and its spread, timed alone, take {100 * result['kohonen_own_share']:.1f} % of an EMAVQ step",
+        )
         + (
             f"; a second EMAVQ, doing identical work, timed {result['twin_over_ema']:.3f}× the first: the "
             "timing noise of such a ratio here."
