@@ -11,7 +11,8 @@ class QualityPlan:
 
     data: tuple  # image data sets, where installed (Gaussian blobs otherwise)
     features: tuple  # 784 = the pixels, fewer = the top principal components
-    grids: tuple
+    grids: tuple  # maps on the first data set
+    other_grids: tuple = ()  # maps on the others (empty: ``grids``)
     train_rows: int  # first rows of the training images (fit); None = all 60 000
     test_rows: int  # first rows of the t10k images (held-out QE and TE); None = all 10 000
     rounds: int
@@ -73,6 +74,7 @@ FULL = Plan(
         data=("fashion-mnist", "mnist"),
         features=(64, 784),
         grids=((16, 16), (32, 32)),
+        other_grids=((16, 16),),  # the 32 x 32 maps of 784-D pixels take the longest: on one data set
         train_rows=None,
         test_rows=None,
         rounds=3,

@@ -444,7 +444,8 @@ def run(source, plan, log=print, ladders=None) -> dict:
     shapes = []
     for name, n_features in sets:
         split = load_split(name, n_features, plan)
-        for grid_shape in plan.grids:
+        first = name == sets[0][0]
+        for grid_shape in plan.grids if first or not plan.other_grids else plan.other_grids:
             shapes.append(compare_shape(split, grid_shape, plan, ladders, log))
     ladders = LADDERS if ladders is None else ladders
     return {
