@@ -12,7 +12,7 @@ class QualityPlan:
     data: tuple  # image data sets, where installed (Gaussian blobs otherwise)
     features: tuple  # 784 = the pixels, fewer = the top principal components
     grids: tuple  # maps on the first data set
-    other_grids: tuple = ()  # maps on the others (empty: ``grids``)
+    other_grids: tuple  # maps on the others (empty: ``grids``)
     train_rows: int  # first rows of the training images (fit); None = all 60 000
     test_rows: int  # first rows of the t10k images (held-out QE and TE); None = all 10 000
     rounds: int
@@ -109,6 +109,7 @@ QUICK = Plan(
         data=("fashion-mnist",),
         features=(64,),
         grids=((8, 8),),
+        other_grids=(),
         train_rows=6000,
         test_rows=2000,
         rounds=2,
@@ -144,6 +145,7 @@ TINY = Plan(
         data=("fashion-mnist",),
         features=(8,),
         grids=((4, 4),),
+        other_grids=(),
         train_rows=600,
         test_rows=300,
         rounds=1,
