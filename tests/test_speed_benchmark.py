@@ -50,6 +50,24 @@ def test_the_quick_code_path_writes_a_full_report(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["plan"] == "tiny"
 
 
+def test_update_replaces_the_sections_run_and_keeps_the_others_with_their_runs(tmp_path):
+    from benchmarks.speed.plan import QUICK
+
+    quiet = dict(out=tmp_path, data_source="blobs", log=lambda *args: None)
+    first = run(TINY, sections=("anatomy", "batch"), command="first", **quiet)
+    second = run(TINY, sections=("anatomy",), command="second", update=True, **quiet)
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["batch"] == json.loads(json.dumps(first["batch"]))  # kept as the first run wrote it
+    assert saved["anatomy"] == json.loads(json.dumps(second["anatomy"]))  # replaced
+    assert saved["section_runs"]["batch"]["command"] == "first"
+    assert saved["section_runs"]["anatomy"]["command"] == "second"
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "anatomy: `second` (tiny plan)" in text and "batch: `first` (tiny plan)" in text
+    with pytest.raises(SystemExit, match="holds the tiny plan, this run the quick plan"):
+        run(QUICK, sections=("anatomy",), update=True, **quiet)
+
+
 def test_the_gpu_mode_says_why_it_is_skipped_without_a_gpu(tmp_path):
     missing = gpu.availability()
     if gpu.skip_message(missing) is None:

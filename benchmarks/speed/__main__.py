@@ -1,8 +1,11 @@
 """``python -m benchmarks.speed``: the speed comparison, printed and written.
 
-    python -m benchmarks.speed            # full run (about 10 minutes on 2 cores)
-    python -m benchmarks.speed --quick    # smoke test, a minute
-    python -m benchmarks.speed --gpu      # the GPU mode (CuPy arrays, CUDA tensors)
+    python -m benchmarks.speed --threads 1              # full run (`make bench`; the time-to-quality
+                                                        # section alone takes about an hour on 2 cores)
+    python -m benchmarks.speed --quick                  # smoke test, a few minutes
+    python -m benchmarks.speed --gpu                    # the GPU mode (CuPy arrays, CUDA tensors)
+    python -m benchmarks.speed --threads 1 --only quality --update
+                                                        # one section again, the others kept
 
 Writes RESULTS.md, results.json and scaling.png to ``--out`` (default: this
 folder for the full run, runs/speed-quick for --quick, RESULTS-gpu.md here
@@ -17,6 +20,7 @@ import dataclasses
 import datetime
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -83,24 +87,43 @@ def threads(n_threads):
 
 
 def run(
-    plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, n_threads=None, command="", log=print
+    plan, *, out: Path, data_source="auto", sections=SECTIONS, use_gpu=False, n_threads=None, command="",
+    update=False, log=print,
 ) -> dict:
     """Run the plan's comparisons at ``n_threads``, write the report into ``out``; the results.
 
     With ``n_threads`` set, the reference-shape streaming comparison runs a
     second time with every library's own thread count, for the record.
+    With ``update``, the sections run replace theirs in the report already
+    in ``out`` and the others are kept; the report then names the run
+    (command, date, commit) behind each section.
     """
+    previous = _previous(out / _results_name(use_gpu), plan, log) if update else None
     with threads(n_threads):
         results = _run(plan, out=out, data_source=data_source, sections=sections, use_gpu=use_gpu,
                        command=command, log=log)  # fmt: skip
-    if n_threads is not None and "streaming" in results:
+    if "skipped" in results:
+        return results
+    if n_threads is not None and "streaming" in sections:
         spec_only = dataclasses.replace(plan, streaming_shapes=plan.streaming_shapes[:1])
         log("again with each library's own thread count:")
         results["streaming_own_threads"] = comparisons.streaming(Dataset(data_source), spec_only, log)
         own = machine.describe()
         results["own_threads"] = {"blas": own["blas"], "torch_threads": own["torch_threads"]}
-        _write(results, out, use_gpu, log)
+    if previous is not None:
+        results = _merged(previous, results)
+    _write(results, out, use_gpu, log)
     return results
+
+
+def _commit() -> str:
+    """The checked-out commit (with '+' where the tree has changes), or '' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
@@ -109,6 +132,8 @@ def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
     data = Dataset(data_source)
     results = {
         "command": command or "python -m benchmarks.speed",
+        "commit": _commit(),
+        "sections_run": list(sections),
         "plan": plan.name,
         "repeats": plan.repeats,
         "rounds": {
@@ -158,16 +183,61 @@ def _run(plan, *, out, data_source, sections, use_gpu, command, log) -> dict:
             results["large_grid"] = list(plan.large_grid)
     results["load_average"]["end"] = machine.load_average()
     results["wall_seconds"] = time.perf_counter() - started
-    _write(results, out, use_gpu, log)
     return results
+
+
+# results.json keys written by each section (the rest describe the run).
+SECTION_KEYS = {
+    "quality": ("quality",),
+    "streaming": ("streaming", "streaming_own_threads", "own_threads"),
+    "anatomy": ("anatomy",),
+    "batch": ("batch",),
+    "layers": ("layers",),
+    "scaling": ("scaling",),
+    "large_map": ("large_map", "large_grid"),
+}
+RUN_KEYS = ("command", "commit", "date", "plan", "machine", "data", "load_average", "wall_seconds")
+
+
+def _results_name(use_gpu):
+    return "results-gpu.json" if use_gpu else "results.json"
+
+
+def _previous(path, plan, log):
+    """The report that ``--update`` adds to, or None where there is none yet."""
+    if not path.exists():
+        log(f"--update: no {path} yet; this run's sections alone are written")
+        return None
+    previous = json.loads(path.read_text())
+    if previous.get("plan") != plan.name:
+        raise SystemExit(f"--update: {path} holds the {previous.get('plan')} plan, this run the {plan.name} plan")
+    return previous
+
+
+def _merged(previous, results) -> dict:
+    """``previous`` with the sections of ``results`` in place of its own."""
+    # Each section's run: as the earlier report records it, or its whole run.
+    runs = previous.get("section_runs") or {
+        section: {key: previous.get(key) for key in RUN_KEYS}
+        for section in SECTION_KEYS
+        if any(key in previous for key in SECTION_KEYS[section])
+    }
+    merged = dict(previous)
+    for section in results["sections_run"]:
+        for key in SECTION_KEYS[section]:
+            merged.pop(key, None)
+            if key in results:
+                merged[key] = results[key]
+        runs[section] = {key: results.get(key) for key in RUN_KEYS}
+    merged.update({key: results[key] for key in (*RUN_KEYS, "rounds", "sections_run") if key in results})
+    merged["section_runs"] = runs
+    return merged
 
 
 def _write(results, out, use_gpu, log):
     name = "RESULTS-gpu.md" if use_gpu else "RESULTS.md"
     (out / name).write_text(report.markdown(results))
-    (out / name.replace("RESULTS", "results").replace(".md", ".json")).write_text(
-        json.dumps(results, indent=1, default=str)
-    )
+    (out / _results_name(use_gpu)).write_text(json.dumps(results, indent=1, default=str))
     log("")
     log(report.targets_table(results))
     log(f"\nwritten: {out / name}")
@@ -180,6 +250,12 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="folder for RESULTS.md, results.json, scaling.png")
     parser.add_argument("--data", choices=SOURCES, default="auto", help="Fashion-MNIST if installed (auto), or blobs")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the sections run in the report already in --out, keeping the others (each section "
+        "names its own run)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -197,6 +273,7 @@ def main(argv=None):
         use_gpu=args.gpu,
         n_threads=args.threads,
         command=command.strip(),
+        update=args.update,
     )
 
 

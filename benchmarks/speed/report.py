@@ -307,6 +307,20 @@ def targets_table(results) -> str:
     return _table(["target", "measured", "", "what limits it"], rows)
 
 
+def _provenance(results) -> str:
+    """Which run wrote the report, or (after ``--update``) which run wrote each section."""
+    def one(run):
+        commit = f", commit {run['commit']}" if run.get("commit") else ""
+        return f"`{run['command']}` ({run['plan']} plan) on {run['date']}{commit}, in {run['wall_seconds'] / 60:.1f} minutes"
+
+    runs = results.get("section_runs")
+    if not runs:
+        return f"Written by {one(results)}."
+    return "Sections written by separate runs of the same plan (`--update`): " + "; ".join(
+        f"{section}: {one(run)}" for section, run in runs.items()
+    ) + "."
+
+
 def markdown(results) -> str:
     machine = results["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
@@ -314,7 +328,7 @@ def markdown(results) -> str:
     sections = [
         "# Speed of sklearn-ksom, side by side with the tools users would pick instead",
         "",
-        f"Written by `{results['command']}` ({results['plan']} plan) on {results['date']}, in {results['wall_seconds'] / 60:.1f} minutes.",
+        _provenance(results),
         "Every contender ran in the same process, on the same data, taking turns within each round; "
         f"figures are medians of rounds ({_rounds(results)}); ratios compare medians, except for time to equal "
         "quality and the torch layers: there, the median over rounds of the per-round ratio.",
