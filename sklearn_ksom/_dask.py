@@ -39,6 +39,7 @@ pass loads the chunks again.  ``sample_weight`` with ``init='sample'`` or
 
 from __future__ import annotations
 
+import functools
 import math
 
 import dask
@@ -53,10 +54,10 @@ from .core import (
     assign,
     batch_som,
     batch_statistics,
+    distances,
     ema_steps,
     initial_state,
     resting_state,
-    squared_distances,
 )
 from .initialisation import (
     codes_around,
@@ -264,12 +265,12 @@ def fit(
     return FitResult(state, labels, float(error), n_steps, schedule)
 
 
-def _nearest_codes(block, codebook):
-    return assign(block, codebook).first
+def _nearest_codes(block, codebook, metric="euclidean"):
+    return assign(block, codebook, metric=metric).first
 
 
-def _code_distances(block, codebook):
-    return np.sqrt(squared_distances(block, codebook))
+def _code_distances(block, codebook, metric="euclidean"):
+    return distances(block, codebook, metric=metric)
 
 
 def _blockwise_on_codebook(estimator, X, function, out_index, dtype):
@@ -287,9 +288,10 @@ def _blockwise(X, codebook, function, out_index, dtype):
 
 def predict(estimator, X):
     """Lazy nearest-code indices of a Dask array, shape (n_samples,)."""
-    return _blockwise_on_codebook(estimator, X, _nearest_codes, "i", np.intp)
+    return _blockwise_on_codebook(estimator, X, functools.partial(_nearest_codes, metric=estimator._metric), "i", np.intp)
 
 
 def transform(estimator, X):
     """Lazy distances of a Dask array to every code, (n_samples, n_codes)."""
-    return _blockwise_on_codebook(estimator, X, _code_distances, "ik", to_numpy(estimator.cluster_centers_).dtype)
+    function = functools.partial(_code_distances, metric=estimator._metric)
+    return _blockwise_on_codebook(estimator, X, function, "ik", to_numpy(estimator.cluster_centers_).dtype)

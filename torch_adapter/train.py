@@ -42,6 +42,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sklearn_ksom import metrics
+from sklearn_ksom.core import METRICS as DISTANCE_METRICS
 from sklearn_ksom.topology import Grid
 
 from . import data as data_module
@@ -97,6 +98,7 @@ class TrainConfig:
     initial_count: float = 1.0
     update: str = "all"
     init: str = "normal"
+    metric: str = "euclidean"  # how codes are compared; runs from before it have the default
     # model
     hidden: int = 128
     residual_hidden: int = 32
@@ -137,6 +139,8 @@ class TrainConfig:
             problems.append(f"n_residual must be >= 0, got {self.n_residual}")
         if self.quantizer not in QUANTIZERS:
             problems.append(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
+        if self.metric not in DISTANCE_METRICS:
+            problems.append(f"metric must be one of {', '.join(DISTANCE_METRICS)}, got {self.metric!r}")
         if self.data not in data_module.DATASETS:
             problems.append(f"data must be one of {', '.join(data_module.DATASETS)}, got {self.data!r}")
         if not self.grid_shape or any(n < 1 for n in self.grid_shape):
@@ -190,7 +194,8 @@ def build_quantizer(config: TrainConfig) -> nn.Module:
     from . import EMAVQ, KohonenVQ
 
     shared = dict(decay=config.decay, epsilon=config.epsilon, initial_count=config.initial_count,
-                  update=config.update, init=config.init, commitment=config.commitment, channels_first=True)
+                  update=config.update, init=config.init, commitment=config.commitment, channels_first=True,
+                  metric=config.metric)
     if config.quantizer == "ema":
         return EMAVQ(config.dim, config.n_codes, **shared)
     return KohonenVQ(
