@@ -51,7 +51,7 @@ from .core import (
     resting_state,
     unit_codes,
 )
-from .initialisation import INITIALISERS, codes_from_array
+from .initialisation import INITIALISERS, codes_for_metric, codes_from_array
 from .topology import DEFAULT_STREAM_STEPS, SCHEDULE_CONSTRAINTS, SCHEDULE_PARAMETERS, Grid, NeighbourhoodSchedule
 
 
@@ -214,10 +214,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             codebook = codes_from_array(
                 self.init, grid.n_codes, X.shape[1], xp=namespace(X), dtype=X.dtype, device=device_of(X)
             )
-        return unit_codes(
-            codebook, self.metric, f"The starting codebook (init={self.init!r})" if isinstance(self.init, str) else "init",
-            advice="Pass an init array without zero rows, or init='k-means++' or 'sample' (codes drawn from X).",
-        )  # fmt: skip
+        return codes_for_metric(codebook, self.init, self.metric)
 
     # ------------------------------------------------------------ fitting
 
@@ -250,14 +247,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         if is_dask_array(X):
             from . import _dask  # dask is an optional extra
 
-            if self.metric != "euclidean":
-                raise ValueError(
-                    f"metric={self.metric!r} does not train on Dask arrays yet; pass X.compute() when it "
-                    f"fits in memory, or use metric='euclidean' on rows scaled to unit length."
-                )
             fitted = _dask.fit(
                 X, sample_weight, schedule, ema, init=self.init, algorithm=self.algorithm,
-                max_iter=self.max_iter, batch_size=self.batch_size, rng=rng,
+                max_iter=self.max_iter, batch_size=self.batch_size, rng=rng, metric=self.metric,
             )  # fmt: skip
             self.n_features_in_ = fitted.state.codebook.shape[1]
             if hasattr(self, "feature_names_in_"):
