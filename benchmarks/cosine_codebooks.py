@@ -8,7 +8,7 @@ seeds, everything else equal.  Figures are the last validation's
 of the code usage and the share of codes used, and the best validation MSE
 of the run.  One torch thread, the runs one after the other.
 
-    PYTHONPATH=. python benchmarks/cosine_codebooks.py --steps 600 --seeds 0 1 --out runs/cosine
+    PYTHONPATH=. python benchmarks/cosine_codebooks.py --steps 800 --seeds 0 1 --out runs/cosine
 
 writes ``runs/cosine/table.md`` (the table of docs/vqvae.md) and prints it.
 """
@@ -77,7 +77,7 @@ def table(results: dict, seeds, steps: int) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("runs/cosine"))
     args = parser.parse_args(argv)
