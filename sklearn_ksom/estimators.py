@@ -551,7 +551,8 @@ _EMA_PARAMETERS_DOC = """
         rows of X are scaled to unit length, the codes stay unit-length
         after every update, ``transform`` gives 1 - cos and ``score``, the
         inertia and the quality figures use it (docs/design.md section 13).
-        Rows of zeros are refused.  Fixed once fitted.
+        A row of zeros is at distance 1 from every code and goes to code
+        0.  Fixed once fitted: ``partial_fit`` refuses a changed metric.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation and the order of mini-batches; an int makes
         runs exactly reproducible."""
