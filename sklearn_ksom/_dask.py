@@ -39,6 +39,7 @@ pass loads the chunks again.  ``sample_weight`` with ``init='sample'`` or
 
 from __future__ import annotations
 
+import functools
 import math
 
 import dask
@@ -53,13 +54,15 @@ from .core import (
     assign,
     batch_som,
     batch_statistics,
+    distances,
     ema_steps,
     initial_state,
+    normalised,
     resting_state,
-    squared_distances,
 )
 from .initialisation import (
     codes_around,
+    codes_for_metric,
     codes_from_array,
     codes_on_principal_plane,
     kmeans_plusplus_codes,
@@ -146,14 +149,16 @@ def _tree_sum(parts):
     return parts[0]
 
 
-def whole_data_statistics(rows, weights, codebook):
+def whole_data_statistics(rows, weights, codebook, metric="euclidean"):
     """(counts, sums, squared error) of all chunks on ``codebook``, NumPy.
 
     Each chunk's statistics are computed where the chunk lives and summed
     in a tree; the codebook travels once to each worker.
     """
     shared_codebook = dask.delayed(codebook)
-    parts = [dask.delayed(batch_statistics)(block, shared_codebook, w) for block, w in zip(rows, weights)]
+    parts = [
+        dask.delayed(batch_statistics)(block, shared_codebook, w, metric=metric) for block, w in zip(rows, weights)
+    ]
     (total,) = dask.compute(_tree_sum(parts))
     return total
 
@@ -207,7 +212,7 @@ def _initial_codebook(init, grid, X, weights, rng, mean):
     return kmeans_plusplus_codes(_fetch_rows(X, chosen), n_codes, rng)
 
 
-def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter, rng):
+def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter, rng, metric):
     """``max_iter`` epochs of EMA steps, each run by the worker holding its chunk."""
     chunk_sizes = X.chunks[0]
     batches = [math.ceil(size / batch_size) for size in chunk_sizes]
@@ -221,7 +226,7 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
             order = rng.permutation(chunk_sizes[chunk])
             state = dask.delayed(ema_steps)(
                 state, rows[chunk], order, shared_schedule, shared_ema,
-                batch_size=batch_size, first_step=step, sample_weight=weights[chunk],
+                batch_size=batch_size, first_step=step, sample_weight=weights[chunk], metric=metric,
             )  # fmt: skip
             step += batches[chunk]
     (state,) = dask.compute(state)
@@ -232,44 +237,49 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
 
 
 def fit(
-    X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, batch_size, rng
+    X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, batch_size, rng,
+    metric="euclidean",
 ) -> FitResult:
     """A training run on a Dask array (see the module's description).
 
     Returns what ``fit`` keeps, the labels as a lazy Dask array; the
-    estimator stores it.
+    estimator stores it.  ``metric='cosine'`` trains on the unit rows,
+    normalised chunk by chunk (docs/design.md section 13).
     """
     X = _checked_rows(X)
     weights = _checked_weights(sample_weight, X)
+    if metric != "euclidean":
+        X = X.map_blocks(normalised, metric, dtype=X.dtype)
     total, mean = _summary(X, weights)
-    codebook = _initial_codebook(init, schedule.grid, X, weights, rng, mean)
+    codebook = codes_for_metric(_initial_codebook(init, schedule.grid, X, weights, rng, mean), init, metric)
     rows, weight_blocks = _blocks(X, weights)
 
     def statistics(codebook):
-        return whole_data_statistics(rows, weight_blocks, codebook)
+        return whole_data_statistics(rows, weight_blocks, codebook, metric)
 
     if algorithm == "ema" and max_iter > 0:
         state = initial_state(codebook, ema.initial_count)
         state, n_steps, schedule = _ema_epochs(
-            X, rows, weight_blocks, state, schedule, ema, batch_size=batch_size, max_iter=max_iter, rng=rng
-        )
+            X, rows, weight_blocks, state, schedule, ema, batch_size=batch_size, max_iter=max_iter, rng=rng,
+            metric=metric,
+        )  # fmt: skip
         _, _, error = statistics(state.codebook)
     else:
         # No iteration: a later partial_fit runs the schedule of a stream.
         schedule = schedule.over(max_iter) if max_iter else schedule
-        codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter)
+        codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter, metric=metric)
         state = resting_state(codebook, counts, batch_size=batch_size, total_weight=total, initial_count=ema.initial_count)
         n_steps = max_iter
-    labels = _blockwise(X, state.codebook, _nearest_codes, "i", np.intp)
+    labels = _blockwise(X, state.codebook, functools.partial(_nearest_codes, metric=metric), "i", np.intp)
     return FitResult(state, labels, float(error), n_steps, schedule)
 
 
-def _nearest_codes(block, codebook):
-    return assign(block, codebook).first
+def _nearest_codes(block, codebook, metric="euclidean"):
+    return assign(block, codebook, metric=metric).first
 
 
-def _code_distances(block, codebook):
-    return np.sqrt(squared_distances(block, codebook))
+def _code_distances(block, codebook, metric="euclidean"):
+    return distances(block, codebook, metric=metric)
 
 
 def _blockwise_on_codebook(estimator, X, function, out_index, dtype):
@@ -287,9 +297,10 @@ def _blockwise(X, codebook, function, out_index, dtype):
 
 def predict(estimator, X):
     """Lazy nearest-code indices of a Dask array, shape (n_samples,)."""
-    return _blockwise_on_codebook(estimator, X, _nearest_codes, "i", np.intp)
+    return _blockwise_on_codebook(estimator, X, functools.partial(_nearest_codes, metric=estimator._metric), "i", np.intp)
 
 
 def transform(estimator, X):
     """Lazy distances of a Dask array to every code, (n_samples, n_codes)."""
-    return _blockwise_on_codebook(estimator, X, _code_distances, "ik", to_numpy(estimator.cluster_centers_).dtype)
+    function = functools.partial(_code_distances, metric=estimator._metric)
+    return _blockwise_on_codebook(estimator, X, function, "ik", to_numpy(estimator.cluster_centers_).dtype)

@@ -25,7 +25,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
-from ._array_api import count_labels, device_of, move_to, namespace, on_accelerator, scatter_add_rows
+from ._array_api import count_labels, device_of, move_to, namespace, on_accelerator, scatter_add_rows, to_numpy
 from .topology import Neighbourhood, NeighbourhoodSchedule
 
 # Rows of X per distance block.  On the host a block's N x K distances stay
@@ -66,7 +66,9 @@ class Assignment(NamedTuple):
     """Best units of a batch and their squared distances."""
 
     first: object  # (N,) int, index of the nearest code
-    squared_distance: object  # (N,) squared distance to it
+    # (N,) squared distance to it; under metric='cosine' the cosine distance
+    # 1 - cos, which is half the squared distance of the unit vectors
+    squared_distance: object
     second: object = None  # (N,) int, second-nearest code, when asked for
 
 
@@ -146,6 +148,100 @@ def initial_state(codebook, initial_count: float) -> EMAState:
     xp = namespace(codebook)
     counts = xp.full((codebook.shape[0],), initial_count, dtype=codebook.dtype, device=device_of(codebook))
     return EMAState(codebook, counts, xp.asarray(codebook, copy=True))
+
+
+# ------------------------------------------------------------ metrics
+# How samples and codes are compared (docs/design.md section 13).
+# 'cosine' compares directions: rows of X and codes are scaled to unit
+# length, the codebook stays on the unit sphere, and the distance is
+# 1 - cos = ||u - w||^2 / 2 of the unit vectors u, w, so the squared
+# Euclidean machinery below serves both metrics.  A zero row of X has no
+# direction: it has cosine 0 with every code (scikit-learn's convention),
+# so all codes tie at distance 1 and the tie rule gives code 0.
+METRICS = ("euclidean", "cosine")
+METRIC_CONSTRAINT = [StrOptions(set(METRICS))]
+
+
+def check_metric(metric):
+    """Raise a ``ValueError`` unless ``metric`` is one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {metric!r}.")
+
+
+def unit_rows(X, *, fill=None):
+    """Every row of ``X`` divided by its Euclidean norm, (N, D).
+
+    The norm is taken of the row scaled by its largest absolute entry, so
+    rows of huge or subnormal values keep their direction (their squares
+    would overflow or vanish).  A zero row has no direction: it stays zero,
+    or becomes the row of ``fill`` at the same index.  Differentiable in
+    torch, with finite gradients at zero rows too.
+    """
+    xp = namespace(X)
+    largest = xp.max(xp.abs(X), axis=-1, keepdims=True)
+    zero = largest == 0
+    one = xp.ones_like(largest)
+    scaled = X / xp.where(zero, one, largest)
+    # The norm of a zero row is never taken: sqrt'(0) would make its
+    # gradient NaN.
+    unit = scaled / xp.sqrt(xp.where(zero, one, xp.sum(scaled * scaled, axis=-1, keepdims=True)))
+    return unit if fill is None else xp.where(zero, fill, unit)
+
+
+def unit_codes(codebook, metric: str = "cosine", name: str = "the codebook", advice: str = ""):
+    """The codebook as ``metric`` compares it: itself ('euclidean'), or its
+    codes scaled to unit length ('cosine').
+
+    A zero code has no direction: a ``ValueError`` naming it (with
+    ``advice``, what to do).  One host sync under 'cosine'.
+    """
+    check_metric(metric)
+    if metric == "euclidean":
+        return codebook
+    xp = namespace(codebook)
+    zero = xp.all(codebook == 0, axis=-1)
+    if bool(xp.any(zero)):
+        rows = np.flatnonzero(np.asarray(to_numpy(zero)))
+        shown = ", ".join(str(int(i)) for i in rows[:5]) + (", ..." if rows.size > 5 else "")
+        raise ValueError(
+            f"{name} has {rows.size} code(s) of zeros (rows {shown}); metric='cosine' compares directions "
+            f"and a zero vector has none. {advice or 'Pass codes of non-zero length.'}"
+        )
+    return unit_rows(codebook)
+
+
+def normalised(X, metric: str):
+    """``X`` as ``metric`` compares it: itself ('euclidean'), or its unit
+    rows ('cosine'; zero rows stay zero, see above)."""
+    check_metric(metric)
+    return X if metric == "euclidean" else unit_rows(X)
+
+
+def distances(X, codebook, *, metric: str = "euclidean"):
+    """Distance of every row of ``X`` to every code, (N, K).
+
+    'euclidean': ||x - w||; 'cosine': 1 - cos(x, w), in [0, 2], with both
+    sides normalised here (a zero row of ``X`` is at distance 1 from every
+    code; a zero code is a ``ValueError``).
+    """
+    if metric == "euclidean":
+        return namespace(X, codebook).sqrt(squared_distances(X, codebook))
+    units = normalised(X, metric)
+    return _cosine(squared_distances(units, unit_codes(codebook, metric)), _zero_rows(units))
+
+
+def _zero_rows(units):
+    """Rows of zeros among unit rows, as (N, 1)."""
+    xp = namespace(units)
+    return xp.all(units == 0, axis=-1, keepdims=True)
+
+
+def _cosine(squared_unit_distance, zero):
+    """1 - cos from squared distances of unit rows to unit codes
+    (``zero``: the rows of zeros, at distance 1)."""
+    xp = namespace(squared_unit_distance)
+    half = xp.clip(squared_unit_distance / 2, max=2)
+    return xp.where(zero, xp.ones_like(half), half)
 
 
 def squared_norms(X):
@@ -255,7 +351,9 @@ def _assign_block(X, augmented_codebook, second: bool, xp) -> Assignment:
     return Assignment(first, squared_distance, runner_up)
 
 
-def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) -> Assignment:
+def assign(
+    X, codebook, *, second: bool = False, block_rows: int | None = None, metric: str = "euclidean"
+) -> Assignment:
     """Nearest code (and optionally second-nearest) of every row of ``X``.
 
     Works through ``X`` in row blocks so the N x K distance matrix never
@@ -263,11 +361,33 @@ def assign(X, codebook, *, second: bool = False, block_rows: int | None = None) 
     :func:`reference_point`.  Raises a ``ValueError`` when a squared
     distance overflows (data too far from the codes for the dtype) or is
     NaN (a NaN codebook): a wrong winner is never returned silently.
+
+    ``metric='cosine'`` normalises the rows of ``X`` and the codes (a zero
+    row of either is a ``ValueError``) and gives 1 - cos as the
+    assignment's ``squared_distance``.
     """
+    X, codebook = normalised(X, metric), unit_codes(codebook, metric)
     with _overflow_checked():
         assignment = _assign(X, codebook, second, block_rows)
     _check_finite(assignment.squared_distance, namespace(X, codebook))
-    return assignment
+    return _in_metric(assignment, X, metric, codebook.shape[0])
+
+
+def _in_metric(assignment: Assignment, X, metric: str, n_codes: int) -> Assignment:
+    """The assignment of rows ``X`` under ``metric``: under 'cosine' (unit
+    rows ``X``) its distances as 1 - cos, and rows of zeros on code 0 (the
+    first of the codes they tie with), second code 1."""
+    if metric == "euclidean":
+        return assignment
+    xp = namespace(X)
+    zero = _zero_rows(X)
+    flat = xp.reshape(zero, (-1,))
+    first = xp.where(flat, xp.zeros_like(assignment.first), assignment.first)
+    second = assignment.second
+    if second is not None:
+        second = xp.where(flat, xp.full_like(second, min(1, n_codes - 1)), second)
+    distance = xp.reshape(_cosine(xp.reshape(assignment.squared_distance, (-1, 1)), zero), (-1,))
+    return Assignment(first, distance, second)
 
 
 def _assign(X, codebook, second, block_rows) -> Assignment:
@@ -332,6 +452,7 @@ def ema_update(
     decay: float,
     epsilon: float,
     update_all: bool = True,
+    metric: str = "euclidean",
     xp=None,
 ) -> EMAState:
     """One EMA codebook update from a batch's (neighbourhood-spread) statistics.
@@ -339,9 +460,26 @@ def ema_update(
     ``update_all`` (docs/design.md section 2, the reference form): every code's EMA
     decays, then Laplace smoothing keeps the total count and keeps every
     N_k > 0.  Otherwise ("active only", the paper's ablation) only codes with
-    counts > 0 in this batch change, without smoothing.
+    counts > 0 in this batch change, without smoothing.  ``metric='cosine'``
+    puts the codes M / N back on the unit sphere (section 13).
     """
     xp = namespace(state.codebook, counts) if xp is None else xp
+    new_state = _ema_update(state, counts, sums, decay, epsilon, update_all, xp)
+    if metric == "euclidean":
+        return new_state
+    check_metric(metric)
+    return new_state._replace(codebook=renormalised(new_state.codebook, state.codebook))
+
+
+def renormalised(codebook, previous):
+    """The updated ``codebook`` back on the unit sphere; a zero code (its
+    vectors cancel, or its sums decayed to nothing) keeps its ``previous``
+    direction (docs/design.md section 13)."""
+    return unit_rows(codebook, fill=previous)
+
+
+def _ema_update(state, counts, sums, decay, epsilon, update_all, xp):
+    """Steps 4-6 of docs/design.md section 2: the EMA, smoothing, W = M / N."""
     new_counts = decay * state.counts + (1 - decay) * counts
     new_sums = decay * state.sums + (1 - decay) * sums
     if update_all:
@@ -376,6 +514,7 @@ def ema_step(
     update_all: bool = True,
     sample_weight=None,
     reduce: Callable | None = None,
+    metric: str = "euclidean",
     xp=None,
 ) -> EMAStep:
     """One KSOM-VQ training step on the batch ``X`` (EMA-VQ when P = I).
@@ -394,11 +533,15 @@ def ema_step(
     others waiting in the reduction, so instead they make the statistics
     non-finite, and ``reduce`` must refuse non-finite statistics (after
     reducing them, so every process refuses alike).
+
+    ``metric='cosine'`` (section 13) assigns and averages the unit rows of
+    ``X``; the codebook is unit-length already (the state's invariant).
     """
     xp = namespace(X, state.codebook) if xp is None else xp
     n_codes = state.codebook.shape[0]
+    X = normalised(X, metric)
     with _overflow_checked():
-        assignment = _assign(X, state.codebook, False, None)
+        assignment = _in_metric(_assign(X, state.codebook, False, None), X, metric, n_codes)
     counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, xp=xp)
     if reduce is None:
         _check_finite(assignment.squared_distance, xp)
@@ -415,18 +558,22 @@ def ema_step(
         decay=decay,
         epsilon=epsilon,
         update_all=update_all,
+        metric=metric,
         xp=xp,
     )
     return EMAStep(new_state, assignment, counts)
 
 
-def batch_statistics(X, codebook, sample_weight=None):
+def batch_statistics(X, codebook, sample_weight=None, *, metric: str = "euclidean"):
     """Per-code counts, sums and the weighted squared error of ``X``.
 
     These add up over chunks of data, which is what lets the batch
-    algorithm run over data split across blocks or machines.
+    algorithm run over data split across blocks or machines.  Under
+    ``metric='cosine'`` the sums are of the unit rows and the error is the
+    sum of 1 - cos.
     """
-    return assignment_statistics(X, assign(X, codebook), codebook.shape[0], sample_weight)
+    X = normalised(X, metric)
+    return assignment_statistics(X, assign(X, codebook, metric=metric), codebook.shape[0], sample_weight)
 
 
 def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight=None):
@@ -438,24 +585,31 @@ def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight
     return counts, sums, namespace(X).sum(error)
 
 
-def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, xp=None):
+def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, metric: str = "euclidean", xp=None):
     """Kohonen's batch-SOM step from whole-data statistics (docs/design.md section 6).
 
     W_k = (P^T E^T Z)_k / (colsum(E) P)_k for every code whose spread count
     is positive; other codes keep their place.  With P = I this is Lloyd's
-    k-means step.
+    k-means step.  ``metric='cosine'`` puts the codes back on the unit
+    sphere (spherical k-means when P = I; section 13).
     """
     xp = namespace(codebook, counts) if xp is None else xp
     spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
     active = spread_counts > 0
     safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
-    return xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)
+    updated = xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)
+    if metric == "euclidean":
+        return updated
+    check_metric(metric)
+    return renormalised(updated, codebook)
 
 
 # ------------------------------------------------------------ training loops
 
 
-def batch_som(statistics: Callable, codebook, schedule: NeighbourhoodSchedule, n_iterations: int):
+def batch_som(
+    statistics: Callable, codebook, schedule: NeighbourhoodSchedule, n_iterations: int, *, metric: str = "euclidean"
+):
     """Kohonen's batch algorithm: ``n_iterations`` updates from ``codebook``.
 
     ``statistics(codebook)`` returns the whole data's ``(counts, sums,
@@ -464,13 +618,15 @@ def batch_som(statistics: Callable, codebook, schedule: NeighbourhoodSchedule, n
     ``schedule.at(t)`` (docs/design.md section 6).  Returns the final
     codebook and ``statistics`` of it (which give the labels and the
     inertia with no extra pass).  ``n_iterations=0`` keeps ``codebook``.
+    Under ``metric='cosine'`` the statistics are of unit rows and every
+    update puts the codes back on the unit sphere.
     """
     xp = namespace(codebook)
     dtype, device = codebook.dtype, device_of(codebook)
     for iteration in range(n_iterations):
         counts, sums, *_ = statistics(codebook)
         neighbourhood = schedule.at(iteration, xp=xp, dtype=dtype, device=device)
-        codebook = batch_som_update(codebook, counts, sums, neighbourhood, xp=xp)
+        codebook = batch_som_update(codebook, counts, sums, neighbourhood, metric=metric, xp=xp)
     return codebook, statistics(codebook)
 
 
@@ -502,6 +658,7 @@ def ema_steps(
     batch_size: int,
     first_step: int,
     sample_weight=None,
+    metric: str = "euclidean",
 ) -> EMAState:
     """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows a
     step, the first being update step ``first_step`` of ``schedule``."""
@@ -519,6 +676,7 @@ def ema_steps(
             epsilon=ema.epsilon,
             update_all=ema.update_all,
             sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
+            metric=metric,
             xp=xp,
         ).state
         step += 1
@@ -535,6 +693,7 @@ def ema_epochs(
     n_epochs: int,
     rng,
     sample_weight=None,
+    metric: str = "euclidean",
 ) -> tuple[EMAState, int]:
     """``n_epochs`` passes of mini-batch EMA steps over ``X``, each in a new
     random order drawn from ``rng`` (a NumPy ``RandomState``).
@@ -548,7 +707,8 @@ def ema_epochs(
     for _ in range(n_epochs):
         order = move_to(xp, rng.permutation(n_samples), device=device_of(X))
         state = ema_steps(
-            state, X, order, schedule, ema, batch_size=batch_size, first_step=step, sample_weight=sample_weight
-        )
+            state, X, order, schedule, ema, batch_size=batch_size, first_step=step, sample_weight=sample_weight,
+            metric=metric,
+        )  # fmt: skip
         step += batches_per_epoch
     return state, step

@@ -36,19 +36,22 @@ from . import analysis, metrics
 from ._array_api import device_of, is_dask_array, move_to, namespace
 from .core import (
     EMA_CONSTRAINTS,
+    METRIC_CONSTRAINT,
     EMAConstants,
     EMAState,
     FitResult,
     assign,
     assignment_statistics,
     batch_som,
+    distances,
     ema_epochs,
     ema_step,
     initial_state,
+    normalised,
     resting_state,
-    squared_distances,
+    unit_codes,
 )
-from .initialisation import INITIALISERS, codes_from_array
+from .initialisation import INITIALISERS, codes_for_metric, codes_from_array
 from .topology import DEFAULT_STREAM_STEPS, SCHEDULE_CONSTRAINTS, SCHEDULE_PARAMETERS, Grid, NeighbourhoodSchedule
 
 
@@ -98,6 +101,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         **EMA_CONSTRAINTS,
+        "metric": METRIC_CONSTRAINT,
         "random_state": ["random_state"],
     }
 
@@ -143,6 +147,11 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
                 f"{', '.join(changed)} changed after fitting, but the codebook has {fitted.grid.n_codes} "
                 f"codes on a grid of shape {fitted.grid.shape}: set them back, or call fit to start "
                 f"a new codebook."
+            )
+        if self.metric != self._metric:
+            raise ValueError(
+                f"metric changed after fitting, but the codebook was trained with metric={self._metric!r}: "
+                f"set it back, or call fit to start a new codebook."
             )
         # A schedule of no given length keeps the length it had (fit's run
         # or the stream's): continuing, not restarting.
@@ -202,9 +211,16 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             return bool(np.isfinite(np.sum(X)))
 
     def _initial_codebook(self, X, rng, sample_weight, grid: Grid):
+        """The starting codebook; under metric='cosine' drawn from ``X``'s
+        unit rows (the caller's) and put on the unit sphere (docs/design.md
+        section 13)."""
         if isinstance(self.init, str):
-            return INITIALISERS[self.init](X, grid.n_codes, rng, sample_weight, grid)
-        return codes_from_array(self.init, grid.n_codes, X.shape[1], xp=namespace(X), dtype=X.dtype, device=device_of(X))
+            codebook = INITIALISERS[self.init](X, grid.n_codes, rng, sample_weight, grid)
+        else:
+            codebook = codes_from_array(
+                self.init, grid.n_codes, X.shape[1], xp=namespace(X), dtype=X.dtype, device=device_of(X)
+            )
+        return codes_for_metric(codebook, self.init, self.metric)
 
     # ------------------------------------------------------------ fitting
 
@@ -239,7 +255,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
 
             fitted = _dask.fit(
                 X, sample_weight, schedule, ema, init=self.init, algorithm=self.algorithm,
-                max_iter=self.max_iter, batch_size=self.batch_size, rng=rng,
+                max_iter=self.max_iter, batch_size=self.batch_size, rng=rng, metric=self.metric,
             )  # fmt: skip
             self.n_features_in_ = fitted.state.codebook.shape[1]
             if hasattr(self, "feature_names_in_"):
@@ -247,6 +263,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         else:
             X = self._validate(X, reset=True)
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+            # Cosine: the unit rows, once.
+            X = normalised(X, self.metric)
             codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
             if self.algorithm == "ema" and self.max_iter > 0:
                 fitted = self._fit_ema(X, sample_weight, codebook, schedule, ema, rng)
@@ -267,11 +285,11 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         def statistics(codebook):
             # Each pass's assignment comes back too: the last one, on the
             # final codebook, gives labels_ with no extra pass.
-            assignment = assign(X, codebook)
+            assignment = assign(X, codebook, metric=self.metric)
             return (*assignment_statistics(X, assignment, codebook.shape[0], sample_weight), assignment.first)
 
         schedule = schedule.over(self.max_iter) if self.max_iter else schedule
-        codebook, (counts, _, error, labels) = batch_som(statistics, codebook, schedule, self.max_iter)
+        codebook, (counts, _, error, labels) = batch_som(statistics, codebook, schedule, self.max_iter, metric=self.metric)
         state = resting_state(
             codebook, counts, batch_size=self.batch_size, total_weight=float(xp.sum(sample_weight)),
             initial_count=ema.initial_count,
@@ -285,8 +303,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         state, n_steps = ema_epochs(
             initial_state(codebook, ema.initial_count), X, schedule, ema,
             batch_size=self.batch_size, n_epochs=self.max_iter, rng=rng, sample_weight=sample_weight,
+            metric=self.metric,
         )  # fmt: skip
-        assignment = assign(X, state.codebook)
+        assignment = assign(X, state.codebook, metric=self.metric)
         inertia = float(xp.sum(assignment.squared_distance * sample_weight))
         return FitResult(state, assignment.first, inertia, n_steps, schedule)
 
@@ -299,6 +318,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         self._ema = ema
         self.decay_ = self._stream_decay(ema)
         self._random_state = rng
+        self._metric = self.metric
         self._remember_params()
 
     @classmethod
@@ -345,6 +365,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             )
         if not bool(xp.all(xp.isfinite(codebook)) & xp.all(xp.isfinite(sums)) & xp.all(xp.isfinite(counts))):
             raise ValueError("codebook, counts and sums must be finite; got NaN or infinity.")
+        codebook = unit_codes(codebook, estimator.metric, "codebook")
         if bool(xp.any(counts < 0)):
             raise ValueError("counts must be >= 0.")
         if not (isinstance(n_steps, Integral) and n_steps >= 0):
@@ -393,7 +414,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         if first_call:
             schedule, ema = self._settings_from_params()
             rng = check_random_state(self.random_state)
-            codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
+            codebook = self._initial_codebook(normalised(X, self.metric), rng, sample_weight, schedule.grid)
             self._set_fitted(initial_state(codebook, ema.initial_count), schedule, ema, rng)
             self.n_steps_ = 0
             self.n_iter_ = 0
@@ -406,6 +427,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             epsilon=ema.epsilon,
             update_all=ema.update_all,
             sample_weight=sample_weight,
+            metric=self._metric,
             xp=xp,
         )
         self.cluster_centers_, self.counts_, self.sums_ = step.state
@@ -438,10 +460,11 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             from . import _dask
 
             return _dask.predict(self, X)
-        return assign(self._checked(X, "predict"), self.cluster_centers_).first
+        return assign(self._checked(X, "predict"), self.cluster_centers_, metric=self._metric).first
 
     def transform(self, X):
-        """Euclidean distance to every code, shape (n_samples, n_codes).
+        """Distance to every code, shape (n_samples, n_codes): Euclidean, or
+        the cosine distance 1 - cos under ``metric='cosine'``.
 
         A Dask array gives a lazy Dask array, computed chunk by chunk.
         """
@@ -449,28 +472,30 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             from . import _dask
 
             return _dask.transform(self, X)
-        X = self._checked(X, "transform")
-        return namespace(X).sqrt(squared_distances(X, self.cluster_centers_))
+        return distances(self._checked(X, "transform"), self.cluster_centers_, metric=self._metric)
 
     def quantize(self, X):
-        """Each sample replaced by its nearest code, shape (n_samples, n_features)."""
+        """Each sample replaced by its nearest code, shape (n_samples, n_features)
+        (a unit vector under ``metric='cosine'``)."""
         X = self._checked(X, "quantize")
         xp = namespace(X)
-        return xp.take(self.cluster_centers_, assign(X, self.cluster_centers_).first, axis=0)
+        return xp.take(self.cluster_centers_, assign(X, self.cluster_centers_, metric=self._metric).first, axis=0)
 
     def score(self, X, y=None, sample_weight=None):
-        """Negative mean squared quantisation error of ``X`` (higher is better)."""
+        """Negative mean squared quantisation error of ``X`` (higher is better);
+        the negative mean cosine distance under ``metric='cosine'``."""
         X = self._checked(X, "score")
         xp = namespace(X)
-        error = assign(X, self.cluster_centers_).squared_distance
+        error = assign(X, self.cluster_centers_, metric=self._metric).squared_distance
         if sample_weight is None:
             return -float(xp.mean(error))
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         return -float(xp.sum(error * sample_weight) / xp.sum(sample_weight))
 
     def quantization_error(self, X):
-        """Mean Euclidean distance from each sample to its nearest code (as MiniSom)."""
-        return metrics.quantization_error(self._checked(X, "quantization_error"), self.cluster_centers_)
+        """Mean distance from each sample to its nearest code (Euclidean, as
+        MiniSom; 1 - cos under ``metric='cosine'``)."""
+        return metrics.quantization_error(self._checked(X, "quantization_error"), self.cluster_centers_, metric=self._metric)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -528,6 +553,13 @@ _EMA_PARAMETERS_DOC = """
         smoothing (the reference form); 'active' changes only the codes
         assigned in the batch, without smoothing (the paper's ablation).
         EMA steps only, as ``decay``: no effect on a batch fit.
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        How samples and codes are compared.  'cosine' compares directions:
+        rows of X are scaled to unit length, the codes stay unit-length
+        after every update, ``transform`` gives 1 - cos and ``score``, the
+        inertia and the quality figures use it (docs/design.md section 13).
+        A row of zeros is at distance 1 from every code and goes to code
+        0.  Fixed once fitted: ``partial_fit`` refuses a changed metric.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation and the order of mini-batches; an int makes
         runs exactly reproducible."""
@@ -613,6 +645,7 @@ class EMAQuantizer(_BaseQuantizer):
         epsilon=1e-5,
         initial_count=1.0,
         update="all",
+        metric="euclidean",
         random_state=None,
     ):
         self.n_clusters = n_clusters
@@ -624,6 +657,7 @@ class EMAQuantizer(_BaseQuantizer):
         self.epsilon = epsilon
         self.initial_count = initial_count
         self.update = update
+        self.metric = metric
         self.random_state = random_state
 
     _grid_parameters = ("n_clusters",)
@@ -763,6 +797,7 @@ class KohonenQuantizer(_BaseQuantizer):
         epsilon=1e-5,
         initial_count=1.0,
         update="all",
+        metric="euclidean",
         random_state=None,
     ):
         self.grid_shape = grid_shape
@@ -782,6 +817,7 @@ class KohonenQuantizer(_BaseQuantizer):
         self.epsilon = epsilon
         self.initial_count = initial_count
         self.update = update
+        self.metric = metric
         self.random_state = random_state
 
     _grid_parameters = ("grid_shape", "hexagonal", "toroidal")
@@ -815,7 +851,8 @@ class KohonenQuantizer(_BaseQuantizer):
 
     def topographic_error(self, X):
         """Share of samples whose two nearest codes are not grid neighbours."""
-        return metrics.topographic_error(self._checked(X, "topographic_error"), self.cluster_centers_, self.grid_)
+        X = self._checked(X, "topographic_error")
+        return metrics.topographic_error(X, self.cluster_centers_, self.grid_, metric=self._metric)
 
     # ------------------------------------------------- analysing the map
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._array_api import device_of, move_to, namespace, to_numpy
+from .core import unit_codes
 from .topology import Grid
 
 
@@ -178,3 +179,13 @@ def codes_from_array(init, n_codes, n_features, *, xp, dtype, device=None):
     if not bool(xp.all(xp.isfinite(codebook))):
         raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
     return xp.asarray(codebook, copy=True)
+
+
+def codes_for_metric(codebook, init, metric: str):
+    """A starting codebook as ``metric`` compares it: on the unit sphere
+    under 'cosine' (drawn from the unit rows of X, then scaled), where a
+    zero code is a ``ValueError`` (docs/design.md section 13)."""
+    return unit_codes(
+        codebook, metric, f"The starting codebook (init={init!r})" if isinstance(init, str) else "init",
+        advice="Pass an init array without zero rows, or init='k-means++' or 'sample' (codes drawn from X).",
+    )  # fmt: skip

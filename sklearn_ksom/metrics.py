@@ -27,35 +27,49 @@ from scipy.spatial.distance import cdist
 
 from . import topology
 from ._array_api import count_labels, device_of, move_to, namespace, to_numpy
-from .core import assign, squared_distances
+from .core import assign, check_metric, distances, normalised, squared_distances, unit_codes
 from .topology import Grid
 
 
-def quantization_error(X, codebook, *, squared: bool = False) -> float:
+def quantization_error(X, codebook, *, squared: bool = False, metric: str = "euclidean") -> float:
     """Mean distance from each row of ``X`` to its nearest code.
 
     ``squared=False`` gives the mean Euclidean distance (MiniSom's
     ``quantization_error``); ``squared=True`` the mean squared distance
-    (the negative of the estimators' ``score``).
+    (the negative of the estimators' ``score``).  ``metric='cosine'``
+    gives the mean cosine distance 1 - cos (the negative of ``score`` of a
+    cosine estimator), and takes no ``squared``: 1 - cos is already half a
+    squared distance of unit vectors (docs/design.md section 13).
     """
     xp = namespace(X, codebook)
-    squared_distance = assign(X, codebook).squared_distance
-    values = squared_distance if squared else xp.sqrt(squared_distance)
+    _check_squared(squared, metric)
+    squared_distance = assign(X, codebook, metric=metric).squared_distance
+    values = squared_distance if squared or metric == "cosine" else xp.sqrt(squared_distance)
     return float(xp.mean(values))
 
 
-def topographic_error(X, codebook, grid: Grid) -> float:
+def _check_squared(squared, metric):
+    check_metric(metric)
+    if squared and metric == "cosine":
+        raise ValueError(
+            "squared=True measures squared Euclidean distances; with metric='cosine' the distance is "
+            "1 - cos (half the squared distance of the unit vectors): pass squared=False."
+        )
+
+
+def topographic_error(X, codebook, grid: Grid, *, metric: str = "euclidean") -> float:
     """Share of samples whose two nearest codes are not adjacent on ``grid``.
 
     Adjacent means within :attr:`Grid.neighbour_radius`: the 8-neighbourhood
     of a rectangular 2-D grid, the six neighbours of a hexagonal one, across
     the edges of a torus.  0 is a perfect map; a codebook with no topology
     (EMA-VQ, k-means) scores close to 1 - (neighbours per code) / K.
+    ``metric='cosine'`` ranks the codes by cosine distance.
     """
     xp = namespace(X, codebook)
     if codebook.shape[0] < 2:
         return 0.0
-    assignment = assign(X, codebook, second=True)
+    assignment = assign(X, codebook, second=True, metric=metric)
     adjacent = grid.adjacent(assignment.first, assignment.second)
     return float(1.0 - xp.mean(xp.astype(adjacent, _float(xp))))
 
@@ -71,18 +85,21 @@ def _code_differences(vectors, grid: Grid):
     return differences, move_to(xp, adjacent, device=device_of(flat))
 
 
-def distance_map(codebook, grid: Grid) -> np.ndarray:
+def distance_map(codebook, grid: Grid, *, metric: str = "euclidean") -> np.ndarray:
     """Mean distance of each code to its adjacent codes (the U-matrix),
     shape ``grid.shape``, NumPy.
 
     Adjacent as in the topographic error (:attr:`Grid.neighbour_radius`).
     Light cells (small values) are a cluster's inside, dark ones a border.
+    ``metric='cosine'``: the mean cosine distance 1 - cos.
     """
-    differences, adjacent = _code_differences(codebook, grid)
+    differences, adjacent = _code_differences(unit_codes(codebook, metric), grid)
     xp = namespace(differences)
     weights = xp.astype(adjacent, differences.dtype)
     n_neighbours = xp.clip(xp.sum(weights, axis=1), min=1)
-    mean = xp.sum(xp.sqrt(differences) * weights, axis=1) / n_neighbours
+    # Between unit codes 1 - cos is half the squared distance (section 13).
+    code_distances = xp.sqrt(differences) if metric == "euclidean" else differences / 2
+    mean = xp.sum(code_distances * weights, axis=1) / n_neighbours
     return to_numpy(mean).reshape(grid.shape)
 
 
@@ -319,9 +336,12 @@ def _rank_intrusions(X, positions, n_neighbors, *, grid: Grid | None, trust: boo
     return total
 
 
-def _projection_measure(X, codebook, grid: Grid, n_neighbors, *, trust: bool) -> float:
+def _projection_measure(X, codebook, grid: Grid, n_neighbors, *, trust: bool, metric: str) -> float:
     X = _host(X, "X")
     codebook = _check_codebook_on(codebook, grid)
+    # Cosine: on unit rows, Euclidean ranks are the cosine ranks
+    # (||u - v||^2 = 2 (1 - cos), docs/design.md section 13).
+    X, codebook = normalised(X, metric), unit_codes(codebook, metric)
     n_samples = X.shape[0]
     if X.shape[1] != codebook.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features, the codebook {codebook.shape[1]}.")
@@ -348,6 +368,8 @@ _PROJECTION_DOC = """
         Where the codes sit; distances on a torus wrap around.
     n_neighbors : int, default=5
         The neighbourhood size k, 1 <= k < n_samples / 2.
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        How samples (and codes) are compared in the data space.
 
     Returns
     -------
@@ -369,8 +391,8 @@ _PROJECTION_DOC = """
 """
 
 
-def trustworthiness(X, codebook, grid: Grid, n_neighbors: int = 5) -> float:
-    return _projection_measure(X, codebook, grid, n_neighbors, trust=True)
+def trustworthiness(X, codebook, grid: Grid, n_neighbors: int = 5, *, metric: str = "euclidean") -> float:
+    return _projection_measure(X, codebook, grid, n_neighbors, trust=True, metric=metric)
 
 
 trustworthiness.__doc__ = (
@@ -390,8 +412,8 @@ trustworthiness.__doc__ = (
 )
 
 
-def continuity(X, codebook, grid: Grid, n_neighbors: int = 5) -> float:
-    return _projection_measure(X, codebook, grid, n_neighbors, trust=False)
+def continuity(X, codebook, grid: Grid, n_neighbors: int = 5, *, metric: str = "euclidean") -> float:
+    return _projection_measure(X, codebook, grid, n_neighbors, trust=False, metric=metric)
 
 
 continuity.__doc__ = (
@@ -409,7 +431,9 @@ continuity.__doc__ = (
 )
 
 
-def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1.0, squared=True, labels=None) -> float:
+def som_distortion(
+    X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1.0, squared=True, labels=None, metric="euclidean"
+) -> float:
     """The SOM distortion: the neighbourhood-weighted quantisation error.
 
         E = sum_i sum_k h(d(c_i, k); s) ||x_i - w_k||^2
@@ -437,6 +461,9 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
     squared : bool, default=True
         False weights ||x_i - w_k|| instead: MiniSom's
         ``distortion_measure``.
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        'cosine' weights the cosine distances 1 - cos(x_i, w_k) (pass
+        ``squared=False``; docs/design.md section 13).
     labels : array of shape (n_samples,), optional
         The assignment c to use instead of the nearest codes.
 
@@ -459,8 +486,9 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
         raise ValueError(f"sigma must be a finite width > 0, got {sigma!r}.")
     if not bool(xp.all(xp.isfinite(codebook))):
         raise ValueError("codebook contains NaN or infinity; measure a finite codebook.")
+    _check_squared(squared, metric)
     if labels is None:
-        labels = assign(X, codebook).first
+        labels = assign(X, codebook, metric=metric).first
     elif labels.shape != (X.shape[0],):
         raise ValueError(f"labels must give one code per sample of X, shape ({X.shape[0]},); got {tuple(labels.shape)}.")
     if grid.n_codes**2 > topology.MAX_DENSE_ENTRIES:
@@ -474,11 +502,10 @@ def som_distortion(X, codebook, grid: Grid, *, neighbourhood="gaussian", sigma=1
     total = 0.0
     for start in range(0, X.shape[0], block):
         stop = min(start + block, X.shape[0])
-        distances = squared_distances(X[start:stop, ...], codebook)
-        if not squared:
-            distances = xp.sqrt(distances)
+        rows = X[start:stop, ...]
+        costs = squared_distances(rows, codebook) if squared else distances(rows, codebook, metric=metric)
         weights = xp.take(P, labels[start:stop], axis=0)
-        total += float(xp.sum(weights * distances))
+        total += float(xp.sum(weights * costs))
     return total
 
 

@@ -57,7 +57,7 @@ def plot_distance_map(som, ax=None, cmap="bone_r"):
     plt = _plt()
     grid = _fitted_2d_grid(som)
     ax = ax or plt.subplots(figsize=(5, 5))[1]
-    _draw_cells(ax, grid, distance_map(som.cluster_centers_, grid), cmap, "mean distance to neighbours")
+    _draw_cells(ax, grid, distance_map(som.cluster_centers_, grid, metric=som.metric), cmap, "mean distance to neighbours")
     ax.set_title("distance map (U-matrix)")
     return ax
 
@@ -267,7 +267,7 @@ def plot_regions(som, n_clusters=None, *, regions=None, linkage="ward", ax=None,
     from matplotlib.collections import LineCollection
 
     ax = ax or plt.subplots(figsize=(6, 5))[1]
-    cells = _draw_polygons(ax, grid, values=distance_map(som.cluster_centers_, grid).reshape(-1), cmap=cmap)
+    cells = _draw_polygons(ax, grid, values=distance_map(som.cluster_centers_, grid, metric=som.metric).reshape(-1), cmap=cmap)
     plt.colorbar(cells, ax=ax, label="mean distance to neighbours", shrink=0.8)
     ax.add_collection(LineCollection(_region_borders(grid, regions), colors="crimson", linewidths=2.5))
     centres = _cell_centres(grid)

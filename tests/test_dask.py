@@ -62,8 +62,10 @@ def assert_same_fit(on_cluster_fit, in_memory_fit, rtol):
         (KohonenQuantizer(grid_shape=(8,), init="sample", max_iter=6), False, np.float32),
         (EMAQuantizer(n_clusters=7, algorithm="batch", init="pca", max_iter=6), True, np.float64),
         (KohonenQuantizer(grid_shape=(3, 3), init="pca", algorithm="ema", max_iter=0), True, np.float64),
+        (KohonenQuantizer(grid_shape=(4, 4), init="pca", max_iter=6, metric="cosine"), True, np.float64),
     ],
-    ids=["som-pca", "som-random-weighted", "som-sample-float32", "kmeans-pca-weighted", "no-iteration-weighted"],
+    ids=["som-pca", "som-random-weighted", "som-sample-float32", "kmeans-pca-weighted", "no-iteration-weighted",
+         "som-pca-cosine-weighted"],
 )
 def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weighted, dtype):
     X, weights = data
@@ -82,9 +84,10 @@ def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weig
     assert len(workers) == 2
 
 
-def test_ema_fit_on_a_single_chunk_equals_in_memory_fit(client, data):
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_ema_fit_on_a_single_chunk_equals_in_memory_fit(client, data, metric):
     X, _ = data
-    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, random_state=0)
+    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, metric=metric, random_state=0)
     in_memory = clone(estimator).fit(X)
     fitted = clone(estimator).fit(client.persist(da.from_array(X, chunks=-1)))
     assert_same_fit(fitted, in_memory, rtol=1e-9)
@@ -102,9 +105,10 @@ def test_ema_fit_steps_through_every_chunk_and_learns(client, data):
     assert fitted.inertia_ == pytest.approx(-fitted.score(X) * N_SAMPLES)
 
 
-def test_predict_and_transform_of_a_dask_array_are_lazy_and_match_numpy(client, data):
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_predict_and_transform_of_a_dask_array_are_lazy_and_match_numpy(client, data, metric):
     X, _ = data
-    fitted = KohonenQuantizer(grid_shape=(4, 4), max_iter=3, random_state=0).fit(X)
+    fitted = KohonenQuantizer(grid_shape=(4, 4), max_iter=3, metric=metric, random_state=0).fit(X)
     X_on_cluster = on_cluster(X, client)
     labels, distances = fitted.predict(X_on_cluster), fitted.transform(X_on_cluster)
     assert isinstance(labels, da.Array) and isinstance(distances, da.Array)

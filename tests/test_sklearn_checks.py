@@ -32,6 +32,10 @@ ESTIMATORS = [
     KohonenQuantizer(grid_shape=(2, 2), neighbourhood="gaussian", algorithm="ema", decay=0.99, random_state=0),
     KohonenQuantizer(grid_shape=(3,), algorithm="ema", random_state=0),
     KohonenQuantizer(grid_shape=(2, 2), neighbourhood="exponential", hexagonal=True, random_state=0),
+    # Cosine codebooks: the batch algorithm, the EMA epochs, both estimators.
+    EMAQuantizer(n_clusters=3, metric="cosine", random_state=0),
+    KohonenQuantizer(grid_shape=(3,), metric="cosine", random_state=0),
+    KohonenQuantizer(grid_shape=(3,), algorithm="ema", metric="cosine", random_state=0),
 ]
 
 

@@ -77,6 +77,7 @@ def test_module_entry_point_runs_the_command():
         (["train", "--out", "x", "--data", "imagenet"], "invalid choice: 'imagenet'"),
         (["train", "--out", "x", "--quantizer", "kmeans"], "invalid choice: 'kmeans'"),
         (["train", "--out", "x", "--neighbourhood", "round"], "invalid choice: 'round'"),
+        (["train", "--out", "x", "--metric", "dot"], "invalid choice: 'dot'"),
         (["train", "--steps", "3"], "the following arguments are required: --out"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train", "--out", "x", "--threads", "0"], "--threads must be at least 1"),
@@ -315,3 +316,8 @@ def test_mosaic_puts_each_tile_at_its_grid_position():
     canvas = pictures.mosaic(tiles, pictures.grid_positions(Grid((2, 3))), pad=0)
     assert canvas.shape == (4, 6, 3)
     np.testing.assert_allclose(canvas[::2, ::2, 0], [[0.0, 0.1, 0.2], [0.3, 0.4, 0.5]], rtol=1e-6)
+
+
+def test_metric_cosine_reaches_the_config():
+    args = cli.build_parser().parse_args(["train", "--out", "x", "--metric", "cosine"])
+    assert args.metric == "cosine"

@@ -188,6 +188,19 @@ def test_config_under_the_former_names_beta_and_grid_loads_as_commitment_and_gri
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
+def test_a_config_from_before_the_metric_loads_as_euclidean():
+    saved = TrainConfig().to_dict()
+    del saved["metric"]
+    assert TrainConfig.from_dict(saved).metric == "euclidean"
+
+
+@pytest.mark.parametrize("quantizer", ["ksom", "ema"])
+def test_metric_cosine_reaches_the_bottleneck(quantizer):
+    assert build_quantizer(tiny_config(quantizer=quantizer, metric="cosine")).metric == "cosine"
+    with pytest.raises(ValueError, match="'metric' parameter of (KohonenVQ|EMAVQ) must be a str among"):
+        tiny_config(quantizer=quantizer, metric="dot")
+
+
 @pytest.mark.parametrize(
     "values, message",
     [

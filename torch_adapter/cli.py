@@ -25,6 +25,7 @@ import math
 import sys
 from pathlib import Path
 
+from sklearn_ksom.core import METRICS
 from sklearn_ksom.topology import NEIGHBOURHOODS, SCHEDULES
 
 # What the command imports, all from the extra it names.
@@ -66,6 +67,7 @@ def train_options() -> dict:
             ("--initial-count", float, "initial EMA count N0 of every code", None),
             ("--update", str, "update all codes every step, or only those assigned", ("all", "active")),
             ("--init", str, "codebook initialisation", None),
+            ("--metric", str, "compare vectors and codes by Euclidean distance or by cosine", METRICS),
         ],
         "model": [
             ("--hidden", int, "width h of encoder and decoder", None),

@@ -25,7 +25,17 @@ from array_api_compat import array_namespace
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ksom.core import EMA_CONSTRAINTS, EMAConstants, EMAState, assign, ema_step, initial_state
+from sklearn_ksom.core import (
+    EMA_CONSTRAINTS,
+    METRIC_CONSTRAINT,
+    EMAConstants,
+    EMAState,
+    assign,
+    ema_step,
+    initial_state,
+    normalised,
+    unit_codes,
+)
 from sklearn_ksom.estimators import EMAQuantizer, KohonenQuantizer
 from sklearn_ksom.metrics import usage, usage_perplexity, usage_utilisation
 from sklearn_ksom.topology import Grid, NeighbourhoodSchedule
@@ -48,6 +58,7 @@ _LAYER_CONSTRAINTS = {
     "init": [StrOptions({"normal"}), "array-like"],
     "commitment": [Interval(Real, 0, None, closed="left")],
     "channels_first": ["boolean"],
+    "metric": METRIC_CONSTRAINT,
 }
 
 
@@ -60,12 +71,15 @@ def _host_array(init):
     return init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
 
 
-def _validated_settings(caller, dim, grid, schedule_settings, ema_settings, *, init, commitment, channels_first):
+def _validated_settings(
+    caller, dim, grid, schedule_settings, ema_settings, *, init, commitment, channels_first, metric
+):
     """A layer's options checked against their declared constraints: the
     layer's schedule and EMA constants, or a ValueError naming the option."""
     validate_parameter_constraints(
         {**_LAYER_CONSTRAINTS, **EMA_CONSTRAINTS},
-        {"dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first, **ema_settings},
+        {"dim": dim, "init": init, "commitment": commitment, "channels_first": channels_first, "metric": metric,
+         **ema_settings},
         caller_name=caller,
     )
     schedule = NeighbourhoodSchedule.from_parameters(grid, caller=caller, **schedule_settings)
@@ -77,13 +91,16 @@ class _EMAQuantizerLayer(torch.nn.Module):
 
     estimator_class: type  # the scikit-learn estimator with the same settings
 
-    def __init__(self, dim, grid: Grid, schedule_settings: dict, ema_settings: dict, *, init, commitment, channels_first):
+    def __init__(
+        self, dim, grid: Grid, schedule_settings: dict, ema_settings: dict, *, init, commitment, channels_first, metric
+    ):
         super().__init__()
         self.neighbourhood_schedule, self.ema = _validated_settings(
             type(self).__name__, dim, grid, schedule_settings, ema_settings,
-            init=init, commitment=commitment, channels_first=channels_first,
+            init=init, commitment=commitment, channels_first=channels_first, metric=metric,
         )  # fmt: skip
         self.dim, self.commitment, self.channels_first = int(dim), float(commitment), bool(channels_first)
+        self.metric = metric
         self.grid = self.neighbourhood_schedule.grid
         shape = (self.grid.n_codes, self.dim)
         # W ~ N(0, 1) is the reference code's start (docs/design.md section 7).
@@ -93,6 +110,8 @@ class _EMAQuantizerLayer(torch.nn.Module):
             raise ValueError(f"init array has shape {tuple(codebook.shape)}; expected (n_codes, dim) = {shape}.")
         if not bool(torch.isfinite(codebook).all()):
             raise ValueError("init array contains NaN or infinity; pass a finite starting codebook.")
+        # Cosine codes live on the unit sphere (docs/design.md section 13).
+        codebook = unit_codes(codebook, metric, "init")
         state = initial_state(codebook.clone(), self.ema.initial_count)
         for field, value in zip(EMAState._fields, state):
             self.register_buffer(field, value)
@@ -108,7 +127,7 @@ class _EMAQuantizerLayer(torch.nn.Module):
 
     def extra_repr(self):
         return (
-            f"dim={self.dim}, n_codes={self.n_codes}, commitment={self.commitment}, "
+            f"dim={self.dim}, n_codes={self.n_codes}, commitment={self.commitment}, metric={self.metric!r}, "
             f"neighbourhood_schedule={self.neighbourhood_schedule!r}, ema={self.ema!r}"
         )
 
@@ -142,15 +161,21 @@ class _EMAQuantizerLayer(torch.nn.Module):
         In training mode the codebook takes one EMA (KSOM) step on the batch,
         without gradient; the codes and the output use the codebook from
         before the step.  Eval mode never changes a buffer.
+
+        With ``metric='cosine'`` the vectors are scaled to unit length first
+        (differentiably), so the output is the unit code and the commitment
+        loss compares unit vectors (docs/design.md section 13).
         """
         vectors = self._flat_vectors(z)
+        # Cosine: unit vectors (a zero vector stays zero and takes code 0).
+        vectors = normalised(vectors, self.metric)
         # Distances and statistics in the codebook's float32, whatever autocast says.
         with torch.autocast(z.device.type, enabled=False):
             x = vectors.detach().to(self.codebook.dtype)
             if self.training:
                 codes, counts, quantized = self._update(x)
             else:
-                codes = assign(x, self.codebook).first
+                codes = assign(x, self.codebook, metric=self.metric).first
                 counts = usage(codes, self.n_codes, dtype=x.dtype)
                 quantized = F.embedding(codes, self.codebook)
             loss = self.commitment * F.mse_loss(vectors.to(x.dtype), quantized)
@@ -194,6 +219,7 @@ class _EMAQuantizerLayer(torch.nn.Module):
             epsilon=ema.epsilon,
             update_all=ema.update_all,
             reduce=reduce,
+            metric=self.metric,
         )
         finite = torch.isfinite(step.assignment.squared_distance).all()
         for value in step.state:
@@ -259,6 +285,15 @@ class _EMAQuantizerLayer(torch.nn.Module):
             for name, buffer in self.named_buffers(recurse=False)
             if prefix + name in state_dict and tuple(state_dict[prefix + name].shape) != tuple(buffer.shape)
         ]
+        codebook = state_dict.get(prefix + "codebook")
+        if not mismatched and self.metric == "cosine" and codebook is not None:
+            lengths = torch.linalg.vector_norm(codebook.detach().to(torch.float64), dim=-1)
+            if not bool(torch.isfinite(lengths).all()) or float((lengths - 1).abs().max()) > 1e-4:
+                mismatched.append(
+                    f"{prefix}codebook holds codes that are not of unit length, but {type(self).__name__} has "
+                    f"metric='cosine' (a state saved with metric='euclidean'?); build the layer with the "
+                    f"metric it was trained with. Nothing of this layer was loaded."
+                )
         if mismatched:
             error_msgs.extend(mismatched)
             return
@@ -333,6 +368,13 @@ class KohonenVQ(_EMAQuantizerLayer):
         Weight beta of the commitment loss beta * MSE(z, sg[q]).
     channels_first : bool, default=False
         Input and output as (B, D, ...) feature maps instead of (..., D).
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        How vectors and codes are compared.  'cosine' scales both to unit
+        length (the codebook stays on the unit sphere): the output is then
+        the unit code, the decoder receives vectors of length 1, and the
+        gradient reaches ``z`` through its normalisation (docs/design.md
+        section 13).  A zero vector has cosine 0 with every code: it takes
+        code 0, at distance 1.
 
     Notes
     -----
@@ -387,22 +429,23 @@ class KohonenVQ(_EMAQuantizerLayer):
         init="normal",
         commitment=0.25,
         channels_first=False,
+        metric="euclidean",
     ):
         super().__init__(**self._parts(
             dim=dim, grid_shape=grid_shape, hexagonal=hexagonal, toroidal=toroidal, neighbourhood=neighbourhood,
             sigma=sigma, sigma_end=sigma_end, schedule=schedule, shrink=shrink, schedule_steps=schedule_steps,
             decay=decay, epsilon=epsilon, initial_count=initial_count, update=update, init=init,
-            commitment=commitment, channels_first=channels_first,
+            commitment=commitment, channels_first=channels_first, metric=metric,
         ))  # fmt: skip
 
     @staticmethod
     def _parts(*, dim, grid_shape, hexagonal, toroidal, decay, epsilon, initial_count, update, init, commitment,
-               channels_first, **schedule_settings):
+               channels_first, metric, **schedule_settings):
         return dict(
             dim=dim, grid=Grid(tuple(np.atleast_1d(grid_shape)), hexagonal, toroidal),
             schedule_settings=schedule_settings,
             ema_settings=dict(decay=decay, epsilon=epsilon, initial_count=initial_count, update=update),
-            init=init, commitment=commitment, channels_first=channels_first,
+            init=init, commitment=commitment, channels_first=channels_first, metric=metric,
         )  # fmt: skip
 
     def settings(self):
@@ -410,7 +453,7 @@ class KohonenVQ(_EMAQuantizerLayer):
         return dict(
             grid_shape=schedule.grid.shape, hexagonal=schedule.grid.hexagonal, toroidal=schedule.grid.toroidal,
             neighbourhood=schedule.kernel, sigma=schedule.sigma, sigma_end=schedule.sigma_end,
-            schedule=schedule.schedule, shrink=schedule.shrink, schedule_steps=schedule.n_steps, **asdict(self.ema),
+            schedule=schedule.schedule, shrink=schedule.shrink, schedule_steps=schedule.n_steps, metric=self.metric, **asdict(self.ema),
         )  # fmt: skip
 
 
@@ -446,22 +489,23 @@ class EMAVQ(_EMAQuantizerLayer):
         init="normal",
         commitment=0.25,
         channels_first=False,
+        metric="euclidean",
     ):
         super().__init__(**self._parts(
             dim=dim, n_clusters=n_clusters, decay=decay, epsilon=epsilon, initial_count=initial_count,
-            update=update, init=init, commitment=commitment, channels_first=channels_first,
+            update=update, init=init, commitment=commitment, channels_first=channels_first, metric=metric,
         ))  # fmt: skip
 
     @classmethod
-    def _parts(cls, *, dim, n_clusters, init, commitment, channels_first, **ema_settings):
+    def _parts(cls, *, dim, n_clusters, init, commitment, channels_first, metric, **ema_settings):
         validate_parameter_constraints(
             {"n_clusters": [Interval(Integral, 1, None, closed="left")]}, {"n_clusters": n_clusters},
             caller_name=cls.__name__,
         )  # fmt: skip
         return dict(
             dim=dim, grid=Grid((n_clusters,)), schedule_settings=dict(neighbourhood="none"), ema_settings=ema_settings,
-            init=init, commitment=commitment, channels_first=channels_first,
+            init=init, commitment=commitment, channels_first=channels_first, metric=metric,
         )  # fmt: skip
 
     def settings(self):
-        return dict(n_clusters=self.n_codes, **asdict(self.ema))
+        return dict(n_clusters=self.n_codes, metric=self.metric, **asdict(self.ema))

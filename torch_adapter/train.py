@@ -120,6 +120,7 @@ class TrainConfig:
     initial_count: float = 1.0
     update: str = "all"
     init: str = "normal"
+    metric: str = "euclidean"  # how codes are compared; runs from before it have the default
     # model
     hidden: int = 128
     residual_hidden: int = 32
@@ -195,7 +196,8 @@ def quantizer_options(config: TrainConfig) -> tuple[type, dict]:
     from . import EMAVQ, KohonenVQ
 
     shared = dict(decay=config.decay, epsilon=config.epsilon, initial_count=config.initial_count,
-                  update=config.update, init=config.init, commitment=config.commitment, channels_first=True)
+                  update=config.update, init=config.init, commitment=config.commitment, channels_first=True,
+                  metric=config.metric)
     if config.quantizer == "ema":
         return EMAVQ, dict(dim=config.dim, n_clusters=config.n_codes, **shared)
     return KohonenVQ, dict(
