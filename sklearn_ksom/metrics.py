@@ -31,31 +31,33 @@ from .core import assign, squared_distances
 from .topology import Grid
 
 
-def quantization_error(X, codebook, *, squared: bool = False) -> float:
+def quantization_error(X, codebook, *, squared: bool = False, missing: bool = False) -> float:
     """Mean distance from each row of ``X`` to its nearest code.
 
     ``squared=False`` gives the mean Euclidean distance (MiniSom's
     ``quantization_error``); ``squared=True`` the mean squared distance
-    (the negative of the estimators' ``score``).
+    (the negative of the estimators' ``score``).  ``missing=True``: NaN
+    entries are missing values (the core's masked distances).
     """
     xp = namespace(X, codebook)
-    squared_distance = assign(X, codebook).squared_distance
+    squared_distance = assign(X, codebook, missing=missing).squared_distance
     values = squared_distance if squared else xp.sqrt(squared_distance)
     return float(xp.mean(values))
 
 
-def topographic_error(X, codebook, grid: Grid) -> float:
+def topographic_error(X, codebook, grid: Grid, *, missing: bool = False) -> float:
     """Share of samples whose two nearest codes are not adjacent on ``grid``.
 
     Adjacent means within :attr:`Grid.neighbour_radius`: the 8-neighbourhood
     of a rectangular 2-D grid, the six neighbours of a hexagonal one, across
     the edges of a torus.  0 is a perfect map; a codebook with no topology
     (EMA-VQ, k-means) scores close to 1 - (neighbours per code) / K.
+    ``missing=True``: NaN entries are missing values (masked distances).
     """
     xp = namespace(X, codebook)
     if codebook.shape[0] < 2:
         return 0.0
-    assignment = assign(X, codebook, second=True)
+    assignment = assign(X, codebook, second=True, missing=missing)
     adjacent = grid.adjacent(assignment.first, assignment.second)
     return float(1.0 - xp.mean(xp.astype(adjacent, _float(xp))))
 
