@@ -10,6 +10,7 @@ values and its ``transform`` is the quantiser's ``impute``.
 from __future__ import annotations
 
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context, clone
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils.validation import check_is_fitted
 
 from .estimators import KohonenQuantizer, _BaseQuantizer
@@ -34,6 +35,8 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     quantizer_ : KohonenQuantizer or EMAQuantizer
         The fitted map.
+    cluster_centers_ : array of shape (K, n_features)
+        Its codebook (``quantizer_.cluster_centers_``).
     n_features_in_ : int
         Number of features seen in ``fit``.
 
@@ -69,9 +72,14 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.feature_names_in_ = self.quantizer_.feature_names_in_
         return self
 
+    @property
+    def cluster_centers_(self):
+        return self.quantizer_.cluster_centers_
+
     def transform(self, X):
         """``X`` with its missing entries filled from the nearest codes."""
         check_is_fitted(self)
+        check_same_namespace(X, self, attribute="cluster_centers_", method="transform")
         return self.quantizer_.impute(X)
 
     def __sklearn_tags__(self):
