@@ -27,9 +27,9 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     quantizer : KohonenQuantizer or EMAQuantizer, default=None
-        The map to fit, with ``max_missing`` > 0.  None: a 24 x 24
-        :class:`KohonenQuantizer` with ``max_missing=0.5`` and the other
-        settings of benchmarks/imputation.md.
+        The map to fit, with ``max_missing`` > 0.  None:
+        ``KohonenQuantizer((24, 24), max_missing=0.5, max_iter=10)``, the
+        map of benchmarks/imputation.md (sized for thousands of rows).
 
     Attributes
     ----------
@@ -92,4 +92,4 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 def default_quantizer() -> KohonenQuantizer:
     """The map :class:`MapImputer` fits when given none."""
-    return KohonenQuantizer((24, 24), max_missing=0.5)
+    return KohonenQuantizer((24, 24), max_missing=0.5, max_iter=10)

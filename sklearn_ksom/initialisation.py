@@ -201,7 +201,7 @@ def check_features_observed(mean):
         shown = [int(features[i]) for i in range(min(features.shape[0], 5))]
         raise ValueError(
             f"X has {features.shape[0]} feature(s) missing (NaN) in every sample of positive weight: "
-            f"features {shown}{' ...' if features.shape[0] > len(shown) else ''}. A starting codebook "
+            f"features {shown}{' and more' if features.shape[0] > len(shown) else ''}. A starting codebook "
             f"from the data needs each feature observed at least once: drop those features, or "
             f"pass init as an array."
         )

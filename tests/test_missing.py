@@ -362,3 +362,10 @@ def test_dask_fit_with_gaps_equals_the_in_memory_fit(blobs):
         assert_unchanged(on_dask, before)
         with pytest.raises(ValueError, match=r"rows \[(5|299)\]"):  # the chunk computed first
             on_dask.predict(da.from_array(broken, chunks=150)).compute()
+
+
+def test_a_layer_refuses_per_feature_counts_by_name(blobs):
+    torch_adapter = pytest.importorskip("torch_adapter")
+    model = KohonenQuantizer((3, 3), max_missing=0.9, max_iter=1, random_state=0).fit(gappy(blobs, 0.2))
+    with pytest.raises(ValueError, match=r"per code and feature \(9, 8\).*init=estimator.cluster_centers_"):
+        torch_adapter.KohonenVQ.from_estimator(model)
