@@ -615,8 +615,9 @@ class EMAQuantizer(_BaseQuantizer):
     ----------
     cluster_centers_ : array of shape (K, D)
         The codebook.
-    counts_ : array of shape (K,)
-        EMA cluster sizes N_k.
+    counts_ : array of shape (K,), or (K, D)
+        EMA cluster sizes N_k; per code and feature, (K, D), once training
+        has seen missing values (``max_missing``).
     sums_ : array of shape (K, D)
         EMA sums M.
     labels_ : array of shape (n_samples,)
@@ -761,7 +762,8 @@ class KohonenQuantizer(_BaseQuantizer):
     grid_ : Grid
         The map's geometry.
     counts_, sums_ : arrays of shape (K,) and (K, D)
-        EMA statistics N_k and M.
+        EMA statistics N_k and M; ``counts_`` per code and feature,
+        (K, D), once training has seen missing values (``max_missing``).
     labels_ : array of shape (n_samples,)
         Nearest code of each training sample (of the last batch for
         ``partial_fit``).
