@@ -30,6 +30,13 @@ What ``fit`` does with each setting on a Dask array:
   code (the in-memory one reads all rows once per code), so it differs
   from the in-memory start.  An array: used as given.
 
+With ``max_missing`` > 0, NaN entries are missing values (docs/design.md
+section 14): the first pass also counts them per row and refuses rows with
+too many; when there are any, every pass uses the core's masked distances
+and statistics, the 'pca' and 'random' starts take the available-case
+moments, and the rows drawn by 'sample' and 'k-means++' have their gaps
+filled with the feature means.
+
 ``fit`` reads the data 1 + ``max_iter`` + 1 times (checks and mean, the
 iterations, the final error), once more for 'pca' and 'random'.  Call
 ``X = X.persist()`` first when the data fit in the workers' memory, or each
@@ -59,13 +66,20 @@ from .core import (
     initial_state,
     normalised,
     resting_state,
+    allowed_missing,
+    check_missing,
+    squared_distances,
+    too_many_missing,
 )
 from .initialisation import (
+    check_features_observed,
     codes_around,
     codes_for_metric,
     codes_from_array,
     codes_on_principal_plane,
+    fill_missing,
     kmeans_plusplus_codes,
+    observed_mean,
     sample_rows,
     weighted_covariance,
     weighted_mean,
@@ -149,38 +163,77 @@ def _tree_sum(parts):
     return parts[0]
 
 
-def whole_data_statistics(rows, weights, codebook, metric="euclidean"):
+def whole_data_statistics(rows, weights, codebook, metric="euclidean", missing=False):
     """(counts, sums, squared error) of all chunks on ``codebook``, NumPy.
 
     Each chunk's statistics are computed where the chunk lives and summed
-    in a tree; the codebook travels once to each worker.
+    in a tree; the codebook travels once to each worker.  ``missing``: NaN
+    entries are missing values, in every chunk alike (the counts are then
+    (K, D) in all of them).
     """
     shared_codebook = dask.delayed(codebook)
-    parts = [
-        dask.delayed(batch_statistics)(block, shared_codebook, w, metric=metric) for block, w in zip(rows, weights)
-    ]
+    statistics = functools.partial(batch_statistics, metric=metric, missing=missing)
+    parts = [dask.delayed(statistics)(block, shared_codebook, w) for block, w in zip(rows, weights)]
     (total,) = dask.compute(_tree_sum(parts))
     return total
 
 
-def _summary(X, weights):
-    """One pass: finiteness, total weight and mean of ``X``."""
+def _summary(X, weights, max_missing=0.0):
+    """One pass: finiteness, total weight and mean of ``X``, and whether it
+    has missing values (NaN, with ``max_missing`` > 0; rows with too many
+    are refused, naming them).
+
+    The mean is the available-case one where there are missing values.
+    """
+    if max_missing:
+        return _summary_with_gaps(X, weights, max_missing)
     mean = weighted_mean(X, weights)
     if weights is None:
         finite, total, mean = dask.compute(da.isfinite(X).all(), X.shape[0], mean)
     else:
-        finite, weights_finite, smallest, total, mean = dask.compute(
-            da.isfinite(X).all(), da.isfinite(weights).all(), weights.min(), weights.sum(), mean
-        )
-        if not weights_finite:
-            raise ValueError("sample_weight contains NaN or infinity.")
-        if smallest < 0:
-            raise ValueError(f"sample_weight has negative values (down to {smallest}); weights must be >= 0.")
-        if not total > 0:
-            raise ValueError(f"sample_weight sums to {total}; give some samples a positive weight.")
+        finite, total, mean = _weighted_summary(da.isfinite(X).all(), weights, mean)
     if not finite:
         raise ValueError("Input X contains NaN or infinity; remove or impute those values before fit.")
-    return float(total), np.asarray(mean, dtype=X.dtype)
+    return float(total), np.asarray(mean, dtype=X.dtype), False
+
+
+def _weighted_summary(check, weights, *lazy):
+    """``check``, the total weight and ``lazy`` in one pass, the weights refused
+    where they are not finite, negative or all zero."""
+    check, weights_finite, smallest, total, *values = dask.compute(
+        check, da.isfinite(weights).all(), weights.min(), weights.sum(), *lazy
+    )
+    if not weights_finite:
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if smallest < 0:
+        raise ValueError(f"sample_weight has negative values (down to {smallest}); weights must be >= 0.")
+    if not total > 0:
+        raise ValueError(f"sample_weight sums to {total}; give some samples a positive weight.")
+    return (check, total, *values)
+
+
+def _summary_with_gaps(X, weights, max_missing):
+    """:func:`_summary` where NaN entries may be missing values."""
+    n_missing = da.isnan(X).sum(axis=1)
+    too_many = n_missing > allowed_missing(X.shape[1], max_missing)
+    checks = (da.isinf(X).any(), n_missing.sum(), too_many.any())
+    mean, plain_mean = observed_mean(X, weights), weighted_mean(X, weights)
+    if weights is None:
+        (infinite, total_missing, refused), total, mean, plain_mean = dask.compute(checks, X.shape[0], mean, plain_mean)
+    else:
+        (infinite, total_missing, refused), total, mean, plain_mean = _weighted_summary(checks, weights, mean, plain_mean)
+    if infinite:
+        raise ValueError("Input X contains infinity; remove or impute those values before fit.")
+    if refused:
+        # The error names the rows: only then are N numbers fetched.
+        counts = n_missing.compute()
+        rows = np.flatnonzero(counts > allowed_missing(X.shape[1], max_missing))
+        empty = int(np.count_nonzero(counts == X.shape[1]))
+        raise too_many_missing(rows[:5].tolist(), rows.size, empty, X.shape[1], max_missing)
+    if not total_missing:
+        return float(total), np.asarray(plain_mean, dtype=X.dtype), False
+    check_features_observed(np.asarray(mean))
+    return float(total), np.asarray(mean, dtype=X.dtype), True
 
 
 def _fetch_rows(X, indices):
@@ -192,12 +245,14 @@ def _fetch_rows(X, indices):
     return rows
 
 
-def _initial_codebook(init, grid, X, weights, rng, mean):
+def _initial_codebook(init, grid, X, weights, rng, mean, missing):
     n_codes = grid.n_codes
     if not isinstance(init, str):
         return codes_from_array(init, n_codes, X.shape[1], xp=np, dtype=X.dtype)
     if init in ("pca", "random"):
-        (covariance,) = dask.compute(weighted_covariance(X, mean, weights, diagonal=init == "random"))
+        (covariance,) = dask.compute(
+            weighted_covariance(X, mean, weights, diagonal=init == "random", missing=missing)
+        )
         covariance = np.asarray(covariance, dtype=X.dtype)
         if init == "random":
             return codes_around(mean, np.sqrt(covariance), n_codes, rng)
@@ -205,14 +260,17 @@ def _initial_codebook(init, grid, X, weights, rng, mean):
     # Unit weights, as the in-memory fit passes them: the same draw.
     host_weights = np.ones(X.shape[0], dtype=X.dtype) if weights is None else weights.compute()
     if init == "sample":
-        return _fetch_rows(X, sample_rows(X.shape[0], n_codes, rng, host_weights))
+        rows = _fetch_rows(X, sample_rows(X.shape[0], n_codes, rng, host_weights))
+        return fill_missing(rows, mean) if missing else rows
     n_rows = min(KMEANS_PLUSPLUS_ROWS_PER_CODE * n_codes, int(np.count_nonzero(host_weights)))
     chosen = sample_rows(X.shape[0], n_rows, rng, host_weights, init="k-means++")
     # The sample was drawn in proportion to the weights: seed it unweighted.
-    return kmeans_plusplus_codes(_fetch_rows(X, chosen), n_codes, rng)
+    # The gaps are filled with the whole data's means (the sample may not
+    # observe every feature).
+    return kmeans_plusplus_codes(_fetch_rows(X, chosen), n_codes, rng, missing=missing, means=mean)
 
 
-def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter, rng, metric):
+def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter, rng, metric, missing):
     """``max_iter`` epochs of EMA steps, each run by the worker holding its chunk."""
     chunk_sizes = X.chunks[0]
     batches = [math.ceil(size / batch_size) for size in chunk_sizes]
@@ -226,7 +284,7 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
             order = rng.permutation(chunk_sizes[chunk])
             state = dask.delayed(ema_steps)(
                 state, rows[chunk], order, shared_schedule, shared_ema,
-                batch_size=batch_size, first_step=step, sample_weight=weights[chunk], metric=metric,
+                batch_size=batch_size, first_step=step, sample_weight=weights[chunk], metric=metric, missing=missing,
             )  # fmt: skip
             step += batches[chunk]
     (state,) = dask.compute(state)
@@ -239,7 +297,8 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
 def fit(
     X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, batch_size, rng,
     metric="euclidean",
-) -> FitResult:
+    max_missing=0.0,
+) -> FitResult:  # fmt: skip
     """A training run on a Dask array (see the module's description).
 
     Returns what ``fit`` keeps, the labels as a lazy Dask array; the
@@ -250,18 +309,19 @@ def fit(
     weights = _checked_weights(sample_weight, X)
     if metric != "euclidean":
         X = X.map_blocks(normalised, metric, dtype=X.dtype)
-    total, mean = _summary(X, weights)
-    codebook = codes_for_metric(_initial_codebook(init, schedule.grid, X, weights, rng, mean), init, metric)
+    total, mean, missing = _summary(X, weights, max_missing)
+    start = _initial_codebook(init, schedule.grid, X, weights, rng, mean, missing)
+    codebook = codes_for_metric(start, init, metric)
     rows, weight_blocks = _blocks(X, weights)
 
     def statistics(codebook):
-        return whole_data_statistics(rows, weight_blocks, codebook, metric)
+        return whole_data_statistics(rows, weight_blocks, codebook, metric, missing)
 
     if algorithm == "ema" and max_iter > 0:
         state = initial_state(codebook, ema.initial_count)
         state, n_steps, schedule = _ema_epochs(
-            X, rows, weight_blocks, state, schedule, ema, batch_size=batch_size, max_iter=max_iter, rng=rng,
-            metric=metric,
+            X, rows, weight_blocks, state, schedule, ema,
+            batch_size=batch_size, max_iter=max_iter, rng=rng, metric=metric, missing=missing,
         )  # fmt: skip
         _, _, error = statistics(state.codebook)
     else:
@@ -270,29 +330,42 @@ def fit(
         codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter, metric=metric)
         state = resting_state(codebook, counts, batch_size=batch_size, total_weight=total, initial_count=ema.initial_count)
         n_steps = max_iter
-    labels = _blockwise(X, state.codebook, functools.partial(_nearest_codes, metric=metric), "i", np.intp)
+    labels = _blockwise(X, state.codebook, functools.partial(_nearest_codes, metric=metric), "i", np.intp, max_missing)
     return FitResult(state, labels, float(error), n_steps, schedule)
 
 
-def _nearest_codes(block, codebook, metric="euclidean"):
-    return assign(block, codebook, metric=metric).first
+def _nearest_codes(block, codebook, metric="euclidean", missing=False):
+    return assign(block, codebook, metric=metric, missing=missing).first
 
 
-def _code_distances(block, codebook, metric="euclidean"):
-    return distances(block, codebook, metric=metric)
+def _code_distances(block, codebook, metric="euclidean", missing=False):
+    return distances(block, codebook, metric=metric, missing=missing)
+
+
+def _on_gappy_block(function, block, rows, codebook, *, max_missing):
+    """``function`` of a chunk whose NaN entries are missing values, rows with
+    too many refused by their index in the whole array (``rows`` holds the
+    chunk's)."""
+    if not check_missing(block, max_missing, first_row=int(rows[0])):
+        return function(block, codebook)
+    return function(block, codebook, missing=True)
 
 
 def _blockwise_on_codebook(estimator, X, function, out_index, dtype):
     check_is_fitted(estimator)
     codebook = to_numpy(estimator.cluster_centers_)
     X = _checked_rows(X, dtype=codebook.dtype, n_features=codebook.shape[1], name=type(estimator).__name__)
-    return _blockwise(X, codebook, function, out_index, dtype)
+    return _blockwise(X, codebook, function, out_index, dtype, estimator.max_missing)
 
 
-def _blockwise(X, codebook, function, out_index, dtype):
+def _blockwise(X, codebook, function, out_index, dtype, max_missing=0.0):
     # One chunk holding the codebook, read by every row chunk's task.
     shared = da.from_array(codebook, chunks=codebook.shape)
-    return da.blockwise(function, out_index, X, "ij", shared, "kj", dtype=dtype, concatenate=True)
+    if not max_missing:
+        return da.blockwise(function, out_index, X, "ij", shared, "kj", dtype=dtype, concatenate=True)
+    gappy = functools.partial(_on_gappy_block, function, max_missing=max_missing)
+    rows = da.arange(X.shape[0], chunks=(X.chunks[0],))
+    return da.blockwise(gappy, out_index, X, "ij", rows, "i", shared, "kj", dtype=dtype, concatenate=True)
 
 
 def predict(estimator, X):

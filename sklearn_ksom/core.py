@@ -43,7 +43,8 @@ class EMAState(NamedTuple):
     """What an EMA / KSOM quantiser carries from step to step.
 
     codebook : (K, D) the codes W.
-    counts : (K,) EMA cluster sizes N_k.
+    counts : (K,) EMA cluster sizes N_k; (K, D), per code and feature, once
+        a batch with missing values has been seen (docs/design.md section 14).
     sums : (K, D) EMA sums M.
     """
 
@@ -217,17 +218,29 @@ def normalised(X, metric: str):
     return X if metric == "euclidean" else unit_rows(X)
 
 
-def distances(X, codebook, *, metric: str = "euclidean"):
+def distances(X, codebook, *, metric: str = "euclidean", missing: bool = False):
     """Distance of every row of ``X`` to every code, (N, K).
 
     'euclidean': ||x - w||; 'cosine': 1 - cos(x, w), in [0, 2], with both
     sides normalised here (a zero row of ``X`` is at distance 1 from every
-    code; a zero code is a ``ValueError``).
+    code; a zero code is a ``ValueError``).  ``missing=True``: NaN entries
+    are missing values (Euclidean only; :func:`squared_distances`).
     """
+    _check_gaps_metric(metric, missing)
     if metric == "euclidean":
-        return namespace(X, codebook).sqrt(squared_distances(X, codebook))
+        return namespace(X, codebook).sqrt(squared_distances(X, codebook, missing=missing))
     units = normalised(X, metric)
     return _cosine(squared_distances(units, unit_codes(codebook, metric)), _zero_rows(units))
+
+
+def _check_gaps_metric(metric, missing):
+    """Missing values take the Euclidean metric only: a row with unknown
+    features has no known direction (docs/design.md section 14)."""
+    if missing and metric != "euclidean":
+        raise ValueError(
+            f"missing values (NaN entries) need metric='euclidean', got metric={metric!r}: a row with "
+            "missing features has no known direction to compare by cosine."
+        )
 
 
 def _zero_rows(units):
@@ -249,19 +262,29 @@ def squared_norms(X):
     return namespace(X).vecdot(X, X, axis=-1)
 
 
-def squared_distances(X, codebook):
+def squared_distances(X, codebook, *, missing: bool = False):
     """||x_i - w_k||^2 for every sample and code, (N, K), by one GEMM.
 
     Computed relative to a point near the codebook's mean (see
     :func:`reference_point`), so data far from the origin lose nothing to
     cancellation; raises a ``ValueError`` when a distance overflows.
+
+    ``missing=True``: NaN entries of ``X`` are missing values, and each
+    distance is the sum over the row's observed features rescaled to the
+    full dimension (:func:`masked_parts`; docs/design.md section 14).
     """
     xp = namespace(X, codebook)
     reference = reference_point(codebook)
     centred = X - reference
     with _overflow_checked():
-        distances = _scores(centred, _augmented(codebook - reference, xp), xp)
-        distances += xp.reshape(squared_norms(centred), (-1, 1))
+        if missing:
+            centred, mask = masked_parts(centred)
+            distances = _masked_scores(centred, mask, _masked_augmented(codebook - reference, xp), xp)
+            distances += xp.reshape(squared_norms(centred), (-1, 1))
+            distances = distances * xp.reshape(_rescaling(mask, xp), (-1, 1))
+        else:
+            distances = _scores(centred, _augmented(codebook - reference, xp), xp)
+            distances += xp.reshape(squared_norms(centred), (-1, 1))
     _check_finite(distances, xp)
     return xp.clip(distances, min=0)
 
@@ -335,14 +358,97 @@ def _scores(X, augmented_codebook, xp):
     return xp.matmul(xp.concat([X, ones], axis=1), xp.matrix_transpose(augmented_codebook))
 
 
-def _assign_block(X, augmented_codebook, second: bool, xp) -> Assignment:
+# ------------------------------------------------------------ missing values
+
+
+def masked_parts(X):
+    """``X`` zero-filled where missing (NaN) and its observation mask M, as
+    numbers of ``X``'s dtype (1 observed, 0 missing).
+
+    The two operands of the masked distance (docs/design.md section 14):
+    sum over observed d of (x_d - w_d)^2
+    = rowsum(M X^2) - 2 X W^T + M (W W)^T, with X zero-filled.
+    """
+    xp = namespace(X)
+    observed = ~xp.isnan(X)
+    return xp.where(observed, X, 0.0), xp.astype(observed, X.dtype)
+
+
+def _masked_augmented(codebook, xp):
+    """[-2 W, W W], (K, 2D): the codebook side of :func:`_masked_scores`."""
+    return xp.concat([-2 * codebook, codebook * codebook], axis=1)
+
+
+def _masked_scores(filled, mask, augmented_codebook, xp):
+    """-2 x.w + sum over observed d of w_d^2, (N, K): the masked distances up
+    to the per-row rowsum(M X^2) and rescaling; [X, M] [-2W, W W]^T, one GEMM."""
+    return xp.matmul(xp.concat([filled, mask], axis=1), xp.matrix_transpose(augmented_codebook))
+
+
+def _rescaling(mask, xp):
+    """D / (observed features) of each row, (N,): a distance over the
+    observed features rescaled to the full dimension."""
+    return mask.shape[1] / xp.sum(mask, axis=1)
+
+
+def check_missing(X, max_missing: float, *, first_row: int = 0) -> bool:
+    """Whether ``X`` holds missing values (NaN), refusing rows with too many.
+
+    A row whose share of missing features exceeds ``max_missing`` (an
+    all-missing row always does: ``max_missing`` < 1) raises a
+    ``ValueError`` naming the first few such rows, counted from
+    ``first_row`` (for a chunk of a larger array).  One pass over ``X``.
+    """
+    xp = namespace(X)
+    n_missing = xp.count_nonzero(xp.isnan(X), axis=1)
+    if not bool(xp.any(n_missing)):
+        return False
+    refused = n_missing > allowed_missing(X.shape[1], max_missing)
+    if bool(xp.any(refused)):
+        rows = xp.nonzero(refused)[0]
+        first_rows = [first_row + int(rows[i]) for i in range(min(rows.shape[0], 5))]
+        empty = int(xp.count_nonzero(n_missing == X.shape[1]))
+        raise too_many_missing(first_rows, rows.shape[0], empty, X.shape[1], max_missing)
+    return True
+
+
+def allowed_missing(n_features: int, max_missing: float) -> int:
+    """The most missing features a row may have: the largest n with
+    n / n_features <= max_missing (the share as a Python float)."""
+    allowed = min(int(max_missing * n_features), n_features)
+    while allowed < n_features and (allowed + 1) / n_features <= max_missing:
+        allowed += 1
+    while allowed > 0 and allowed / n_features > max_missing:
+        allowed -= 1
+    return allowed
+
+
+def too_many_missing(first_rows, n_refused: int, n_empty: int, n_features: int, max_missing: float):
+    """The error refusing ``n_refused`` rows with too many missing values, the
+    first of them ``first_rows``; ``n_empty`` of them have none observed."""
+    return ValueError(
+        f"X has {n_refused} row(s) with more than max_missing={max_missing} of their "
+        f"{n_features} features missing (NaN), {n_empty} of them with none observed; rows "
+        f"{list(first_rows)}{' and more' if n_refused > len(first_rows) else ''}. Drop those rows, or "
+        f"raise max_missing (below 1; a row needs at least one observed feature)."
+    )
+
+
+def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False) -> Assignment:
     # X is relative to the reference point, like the augmented codebook.
-    # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner.
-    scores = _scores(X, augmented_codebook, xp)
+    # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner (nor,
+    # with missing values, the row's positive rescaling factor).
+    if missing:
+        X, mask = masked_parts(X)
+        scores = _masked_scores(X, mask, augmented_codebook, xp)
+    else:
+        scores = _scores(X, augmented_codebook, xp)
     first = xp.argmin(scores, axis=1)
     # The winner's score read back: a gather, not a second pass over N x K.
     best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     squared_distance = xp.clip(best + squared_norms(X), min=0)
+    if missing:
+        squared_distance = squared_distance * _rescaling(mask, xp)
     runner_up = None
     if second:
         codes = xp.reshape(xp.arange(augmented_codebook.shape[0], device=device_of(X)), (1, -1))
@@ -352,7 +458,8 @@ def _assign_block(X, augmented_codebook, second: bool, xp) -> Assignment:
 
 
 def assign(
-    X, codebook, *, second: bool = False, block_rows: int | None = None, metric: str = "euclidean"
+    X, codebook, *, second: bool = False, block_rows: int | None = None, metric: str = "euclidean",
+    missing: bool = False,
 ) -> Assignment:
     """Nearest code (and optionally second-nearest) of every row of ``X``.
 
@@ -363,12 +470,18 @@ def assign(
     NaN (a NaN codebook): a wrong winner is never returned silently.
 
     ``metric='cosine'`` normalises the rows of ``X`` and the codes (a zero
-    row of either is a ``ValueError``) and gives 1 - cos as the
-    assignment's ``squared_distance``.
+    code is a ``ValueError``; a zero row is at distance 1 from every code)
+    and gives 1 - cos as the assignment's ``squared_distance``.
+
+    ``missing=True``: NaN entries of ``X`` are missing values; the winner is
+    the nearest code over each row's observed features, and the squared
+    distance is rescaled to the full dimension (docs/design.md section 14).
+    Missing values take the Euclidean metric only.
     """
+    _check_gaps_metric(metric, missing)
     X, codebook = normalised(X, metric), unit_codes(codebook, metric)
     with _overflow_checked():
-        assignment = _assign(X, codebook, second, block_rows)
+        assignment = _assign(X, codebook, second, block_rows, missing)
     _check_finite(assignment.squared_distance, namespace(X, codebook))
     return _in_metric(assignment, X, metric, codebook.shape[0])
 
@@ -390,7 +503,7 @@ def _in_metric(assignment: Assignment, X, metric: str, n_codes: int) -> Assignme
     return Assignment(first, distance, second)
 
 
-def _assign(X, codebook, second, block_rows) -> Assignment:
+def _assign(X, codebook, second, block_rows, missing=False) -> Assignment:
     """:func:`assign` without the finiteness check (the caller makes it)."""
     xp = namespace(X, codebook)
     n_samples = X.shape[0]
@@ -399,10 +512,12 @@ def _assign(X, codebook, second, block_rows) -> Assignment:
     # Data around the origin round the reference to zero: on the host, where
     # the test costs no device sync, they skip the pass over X.
     shift = accelerator or bool(xp.any(reference))
-    augmented = _augmented(codebook - reference if shift else codebook, xp)
+    augmented = (_masked_augmented if missing else _augmented)(codebook - reference if shift else codebook, xp)
 
     def block(rows):
-        return _assign_block(X[rows, ...] - reference if shift else X[rows, ...], augmented, second, xp)
+        # A missing entry stays NaN when shifted: the reference moves the
+        # observed entries only.
+        return _assign_block(X[rows, ...] - reference if shift else X[rows, ...], augmented, second, xp, missing)
 
     if block_rows is None:
         entries = ACCELERATOR_BLOCK_ENTRIES if accelerator else HOST_BLOCK_ENTRIES
@@ -417,15 +532,25 @@ def _assign(X, codebook, second, block_rows) -> Assignment:
     )
 
 
-def code_statistics(X, units, n_codes: int, sample_weight=None, *, xp=None):
+def code_statistics(X, units, n_codes: int, sample_weight=None, *, missing: bool = False, xp=None):
     """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment.
 
     With weights w, ``counts[k] = sum_{i: units[i]=k} w_i`` and
     ``sums[k] = sum_{i: units[i]=k} w_i X[i]``: rows of E weighted
     (docs/design.md section 2).  Both are scatter-adds over the rows; each
     backend's fastest one is in :mod:`sklearn_ksom._array_api`.
+
+    ``missing=True``: NaN entries are missing values and count nowhere: the
+    sums add the observed entries, E^T (X zero-filled), and the counts
+    become per code and feature, E^T M (K, D), both in one scatter-add
+    (docs/design.md section 14).
     """
     xp = namespace(X, units) if xp is None else xp
+    if missing:
+        n_features = X.shape[1]
+        filled, mask = masked_parts(X)
+        both = scatter_add_rows(xp.concat([filled, mask], axis=1), units, n_codes, sample_weight, xp=xp)
+        return both[:, n_features:], both[:, :n_features]
     counts = count_labels(units, n_codes, sample_weight, dtype=X.dtype, xp=xp)
     return counts, scatter_add_rows(X, units, n_codes, sample_weight, xp=xp)
 
@@ -434,14 +559,23 @@ def spread_statistics(neighbourhood: Neighbourhood, counts, sums, *, xp=None):
     """The neighbourhood-spread counts colsum(E) P and sums P^T E^T Z.
 
     Both are P^T applied to K-sized statistics, so they go through P in one
-    product, the counts as an extra column of the sums.
+    product, the counts as an extra column of the sums (as D extra columns
+    when they are per code and feature, (K, D), after missing values).
     """
     if neighbourhood.is_identity:
         return counts, sums
     xp = namespace(sums, counts) if xp is None else xp
-    stacked = xp.concat([sums, xp.reshape(counts, (-1, 1))], axis=1)
+    stacked = xp.concat([sums, per_code(counts, xp)], axis=1)
     spread = neighbourhood.spread(stacked, xp=xp)
+    if counts.ndim == 2:
+        return spread[:, sums.shape[1] :], spread[:, : sums.shape[1]]
     return spread[:, -1], spread[:, :-1]
+
+
+def per_code(counts, xp):
+    """Counts shaped to divide (K, D) sums: (K,) ones as a column (K, 1),
+    per-feature ones (K, D) as they are."""
+    return xp.reshape(counts, (-1, 1)) if counts.ndim == 1 else counts
 
 
 def ema_update(
@@ -462,6 +596,11 @@ def ema_update(
     N_k > 0.  Otherwise ("active only", the paper's ablation) only codes with
     counts > 0 in this batch change, without smoothing.  ``metric='cosine'``
     puts the codes M / N back on the unit sphere (section 13).
+
+    Counts per code and feature (K, D), from a batch with missing values or
+    in a state that has seen one, make every count, the smoothing total
+    and the division per feature (docs/design.md section 14); the state's
+    counts are then (K, D) from this step on.
     """
     xp = namespace(state.codebook, counts) if xp is None else xp
     new_state = _ema_update(state, counts, sums, decay, epsilon, update_all, xp)
@@ -480,18 +619,21 @@ def renormalised(codebook, previous):
 
 def _ema_update(state, counts, sums, decay, epsilon, update_all, xp):
     """Steps 4-6 of docs/design.md section 2: the EMA, smoothing, W = M / N."""
-    new_counts = decay * state.counts + (1 - decay) * counts
+    old_counts = state.counts
+    if counts.ndim != old_counts.ndim:
+        counts, old_counts = per_code(counts, xp), per_code(old_counts, xp)
+    new_counts = decay * old_counts + (1 - decay) * counts
     new_sums = decay * state.sums + (1 - decay) * sums
     if update_all:
-        total = xp.sum(new_counts)
+        total = xp.sum(new_counts, axis=0)
         n_codes = new_counts.shape[0]
         new_counts = (new_counts + epsilon) / (total + n_codes * epsilon) * total
-        return EMAState(new_sums / xp.reshape(new_counts, (-1, 1)), new_counts, new_sums)
+        return EMAState(new_sums / per_code(new_counts, xp), new_counts, new_sums)
     active = counts > 0
-    new_counts = xp.where(active, new_counts, state.counts)
-    rows = xp.reshape(active, (-1, 1))
+    new_counts = xp.where(active, new_counts, old_counts)
+    rows = per_code(active, xp)
     new_sums = xp.where(rows, new_sums, state.sums)
-    safe_counts = xp.reshape(xp.where(active, new_counts, xp.ones_like(new_counts)), (-1, 1))
+    safe_counts = per_code(xp.where(active, new_counts, xp.ones_like(new_counts)), xp)
     codebook = xp.where(rows, new_sums / safe_counts, state.codebook)
     return EMAState(codebook, new_counts, new_sums)
 
@@ -515,6 +657,7 @@ def ema_step(
     sample_weight=None,
     reduce: Callable | None = None,
     metric: str = "euclidean",
+    missing: bool = False,
     xp=None,
 ) -> EMAStep:
     """One KSOM-VQ training step on the batch ``X`` (EMA-VQ when P = I).
@@ -536,13 +679,17 @@ def ema_step(
 
     ``metric='cosine'`` (section 13) assigns and averages the unit rows of
     ``X``; the codebook is unit-length already (the state's invariant).
+    ``missing=True``: NaN entries of ``X`` are missing values, for the
+    assignment and the statistics (docs/design.md section 14; Euclidean
+    only).
     """
     xp = namespace(X, state.codebook) if xp is None else xp
     n_codes = state.codebook.shape[0]
+    _check_gaps_metric(metric, missing)
     X = normalised(X, metric)
     with _overflow_checked():
-        assignment = _in_metric(_assign(X, state.codebook, False, None), X, metric, n_codes)
-    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, xp=xp)
+        assignment = _in_metric(_assign(X, state.codebook, False, None, missing), X, metric, n_codes)
+    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, missing=missing, xp=xp)
     if reduce is None:
         _check_finite(assignment.squared_distance, xp)
     else:
@@ -564,21 +711,23 @@ def ema_step(
     return EMAStep(new_state, assignment, counts)
 
 
-def batch_statistics(X, codebook, sample_weight=None, *, metric: str = "euclidean"):
+def batch_statistics(X, codebook, sample_weight=None, *, metric: str = "euclidean", missing: bool = False):
     """Per-code counts, sums and the weighted squared error of ``X``.
 
     These add up over chunks of data, which is what lets the batch
     algorithm run over data split across blocks or machines.  Under
     ``metric='cosine'`` the sums are of the unit rows and the error is the
-    sum of 1 - cos.
+    sum of 1 - cos.  With ``missing=True`` NaN entries are missing values
+    (:func:`code_statistics`).
     """
     X = normalised(X, metric)
-    return assignment_statistics(X, assign(X, codebook, metric=metric), codebook.shape[0], sample_weight)
+    assignment = assign(X, codebook, metric=metric, missing=missing)
+    return assignment_statistics(X, assignment, codebook.shape[0], sample_weight, missing=missing)
 
 
-def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight=None):
+def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight=None, *, missing: bool = False):
     """:func:`batch_statistics` of an assignment already made."""
-    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight)
+    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, missing=missing)
     error = assignment.squared_distance
     if sample_weight is not None:
         error = error * sample_weight
@@ -591,13 +740,15 @@ def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, me
     W_k = (P^T E^T Z)_k / (colsum(E) P)_k for every code whose spread count
     is positive; other codes keep their place.  With P = I this is Lloyd's
     k-means step.  ``metric='cosine'`` puts the codes back on the unit
-    sphere (spherical k-means when P = I; section 13).
+    sphere (spherical k-means when P = I; section 13).  Counts per code and
+    feature (K, D), from data with missing values, make this per feature:
+    W_kd = (P^T S)_kd / (C P)_kd where positive (docs/design.md section 14).
     """
     xp = namespace(codebook, counts) if xp is None else xp
     spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
     active = spread_counts > 0
-    safe = xp.reshape(xp.where(active, spread_counts, xp.ones_like(spread_counts)), (-1, 1))
-    updated = xp.where(xp.reshape(active, (-1, 1)), spread_sums / safe, codebook)
+    safe = per_code(xp.where(active, spread_counts, xp.ones_like(spread_counts)), xp)
+    updated = xp.where(per_code(active, xp), spread_sums / safe, codebook)
     if metric == "euclidean":
         return updated
     check_metric(metric)
@@ -644,7 +795,7 @@ def resting_state(codebook, counts, *, batch_size: int, total_weight: float, ini
     scaled = counts * (min(batch_size, total_weight) / total_weight)
     chosen = scaled > 0
     counts = xp.where(chosen, scaled, xp.full_like(scaled, initial_count))
-    sums = xp.where(xp.reshape(chosen, (-1, 1)), xp.reshape(counts, (-1, 1)) * codebook, codebook)
+    sums = xp.where(per_code(chosen, xp), per_code(counts, xp) * codebook, codebook)
     return EMAState(codebook, counts, sums)
 
 
@@ -659,9 +810,11 @@ def ema_steps(
     first_step: int,
     sample_weight=None,
     metric: str = "euclidean",
+    missing: bool = False,
 ) -> EMAState:
     """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows a
-    step, the first being update step ``first_step`` of ``schedule``."""
+    step, the first being update step ``first_step`` of ``schedule``
+    (NaN entries missing values with ``missing=True``)."""
     xp = namespace(X)
     dtype, device = X.dtype, device_of(X)
     decay = ema.decay_over(schedule.length)
@@ -677,6 +830,7 @@ def ema_steps(
             update_all=ema.update_all,
             sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
             metric=metric,
+            missing=missing,
             xp=xp,
         ).state
         step += 1
@@ -694,6 +848,7 @@ def ema_epochs(
     rng,
     sample_weight=None,
     metric: str = "euclidean",
+    missing: bool = False,
 ) -> tuple[EMAState, int]:
     """``n_epochs`` passes of mini-batch EMA steps over ``X``, each in a new
     random order drawn from ``rng`` (a NumPy ``RandomState``).
@@ -708,7 +863,7 @@ def ema_epochs(
         order = move_to(xp, rng.permutation(n_samples), device=device_of(X))
         state = ema_steps(
             state, X, order, schedule, ema, batch_size=batch_size, first_step=step, sample_weight=sample_weight,
-            metric=metric,
+            metric=metric, missing=missing,
         )  # fmt: skip
         step += batches_per_epoch
     return state, step

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import (
@@ -44,6 +44,7 @@ from .core import (
     assignment_statistics,
     batch_som,
     distances,
+    check_missing,
     ema_epochs,
     ema_step,
     initial_state,
@@ -51,7 +52,7 @@ from .core import (
     resting_state,
     unit_codes,
 )
-from .initialisation import INITIALISERS, codes_for_metric, codes_from_array
+from .initialisation import INITIALISERS, codes_for_metric, codes_from_array, fill_missing
 from .topology import DEFAULT_STREAM_STEPS, SCHEDULE_CONSTRAINTS, SCHEDULE_PARAMETERS, Grid, NeighbourhoodSchedule
 
 
@@ -102,6 +103,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         **EMA_CONSTRAINTS,
         "metric": METRIC_CONSTRAINT,
+        "max_missing": [Interval(Real, 0, 1, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -117,6 +119,13 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         raise NotImplementedError
 
     def _settings_from_params(self):
+        if self.max_missing > 0 and self.metric != "euclidean":
+            # A row's direction is undefined while some of its features are unknown.
+            raise ValueError(
+                f"max_missing={self.max_missing} needs metric='euclidean', got metric={self.metric!r}: "
+                "a row with missing features has no known direction to compare by cosine. Impute the "
+                "gaps first (e.g. with MapImputer) or use the Euclidean metric."
+            )
         return self._schedule_from_params(), EMAConstants(
             self.decay, self.epsilon, self.initial_count, self.update
         )
@@ -168,8 +177,14 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     # -------------------------------------------------------- validation
 
     def _validate(self, X, *, reset: bool):
+        """``X`` checked and converted, and whether it has missing values.
+
+        NaN entries are missing values when ``max_missing`` > 0 (rows with
+        a larger share of them are refused, naming the rows), else refused
+        as any non-finite input.
+        """
         if not reset and self._passes_unchanged(X):
-            return X
+            return X, False
         # scikit-learn's namespace: the input's under array_api_dispatch,
         # NumPy (the input converted) otherwise.
         xp, _ = get_namespace(X)
@@ -180,10 +195,11 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             accept_sparse=False,
             dtype=[xp.float64, xp.float32] if reset else None,
             ensure_min_samples=1,
+            ensure_all_finite="allow-nan" if self.max_missing else True,
         )
         if not reset:
             X = namespace(X).astype(X, self.cluster_centers_.dtype, copy=False)
-        return X
+        return X, bool(self.max_missing) and check_missing(X, self.max_missing)
 
     def _passes_unchanged(self, X) -> bool:
         """Whether ``validate_data`` would return ``X`` itself, unchanged.
@@ -210,12 +226,13 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         with np.errstate(over="ignore", invalid="ignore"):
             return bool(np.isfinite(np.sum(X)))
 
-    def _initial_codebook(self, X, rng, sample_weight, grid: Grid):
+    def _initial_codebook(self, X, rng, sample_weight, grid: Grid, missing: bool = False):
         """The starting codebook; under metric='cosine' drawn from ``X``'s
         unit rows (the caller's) and put on the unit sphere (docs/design.md
-        section 13)."""
+        section 13); with ``missing``, from the observed entries (section 14)."""
         if isinstance(self.init, str):
-            codebook = INITIALISERS[self.init](X, grid.n_codes, rng, sample_weight, grid)
+            gaps = {"missing": True} if missing else {}
+            codebook = INITIALISERS[self.init](X, grid.n_codes, rng, sample_weight, grid, **gaps)
         else:
             codebook = codes_from_array(
                 self.init, grid.n_codes, X.shape[1], xp=namespace(X), dtype=X.dtype, device=device_of(X)
@@ -247,6 +264,10 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         then computed on the workers, chunk by chunk, and only K-sized sums
         return (see :mod:`sklearn_ksom._dask` for what each ``init`` and
         ``algorithm`` does there).
+
+        With ``max_missing`` > 0, NaN entries are missing values: winners
+        over the observed features, statistics of the observed entries
+        (docs/design.md section 14).
         """
         schedule, ema = self._settings_from_params()
         rng = check_random_state(self.random_state)
@@ -256,20 +277,21 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             fitted = _dask.fit(
                 X, sample_weight, schedule, ema, init=self.init, algorithm=self.algorithm,
                 max_iter=self.max_iter, batch_size=self.batch_size, rng=rng, metric=self.metric,
+                max_missing=self.max_missing,
             )  # fmt: skip
             self.n_features_in_ = fitted.state.codebook.shape[1]
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_  # Dask arrays carry no column names
         else:
-            X = self._validate(X, reset=True)
+            X, missing = self._validate(X, reset=True)
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
             # Cosine: the unit rows, once.
             X = normalised(X, self.metric)
-            codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid)
+            codebook = self._initial_codebook(X, rng, sample_weight, schedule.grid, missing)
             if self.algorithm == "ema" and self.max_iter > 0:
-                fitted = self._fit_ema(X, sample_weight, codebook, schedule, ema, rng)
+                fitted = self._fit_ema(X, sample_weight, codebook, schedule, ema, rng, missing)
             else:
-                fitted = self._fit_batch(X, sample_weight, codebook, schedule, ema)
+                fitted = self._fit_batch(X, sample_weight, codebook, schedule, ema, missing)
         self._set_fitted(fitted.state, fitted.schedule, ema, rng)
         self.labels_ = fitted.labels
         self.inertia_ = fitted.inertia
@@ -277,7 +299,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         self.n_steps_ = fitted.n_steps
         return self
 
-    def _fit_batch(self, X, sample_weight, codebook, schedule, ema):
+    def _fit_batch(self, X, sample_weight, codebook, schedule, ema, missing):
         """Kohonen's batch algorithm over ``X`` in memory (no iteration for
         ``max_iter=0``)."""
         xp = namespace(X)
@@ -285,8 +307,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         def statistics(codebook):
             # Each pass's assignment comes back too: the last one, on the
             # final codebook, gives labels_ with no extra pass.
-            assignment = assign(X, codebook, metric=self.metric)
-            return (*assignment_statistics(X, assignment, codebook.shape[0], sample_weight), assignment.first)
+            assignment = assign(X, codebook, metric=self.metric, missing=missing)
+            n_codes = codebook.shape[0]
+            return (*assignment_statistics(X, assignment, n_codes, sample_weight, missing=missing), assignment.first)
 
         schedule = schedule.over(self.max_iter) if self.max_iter else schedule
         codebook, (counts, _, error, labels) = batch_som(statistics, codebook, schedule, self.max_iter, metric=self.metric)
@@ -296,7 +319,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         )  # fmt: skip
         return FitResult(state, labels, float(error), self.max_iter, schedule)
 
-    def _fit_ema(self, X, sample_weight, codebook, schedule, ema, rng):
+    def _fit_ema(self, X, sample_weight, codebook, schedule, ema, rng, missing):
         """``max_iter`` epochs of mini-batch EMA (KSOM) steps over ``X``."""
         xp = namespace(X)
         schedule = schedule.over(self.max_iter * math.ceil(X.shape[0] / self.batch_size))
@@ -304,8 +327,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             initial_state(codebook, ema.initial_count), X, schedule, ema,
             batch_size=self.batch_size, n_epochs=self.max_iter, rng=rng, sample_weight=sample_weight,
             metric=self.metric,
+            missing=missing,
         )  # fmt: skip
-        assignment = assign(X, state.codebook, metric=self.metric)
+        assignment = assign(X, state.codebook, metric=self.metric, missing=missing)
         inertia = float(xp.sum(assignment.squared_distance * sample_weight))
         return FitResult(state, assignment.first, inertia, n_steps, schedule)
 
@@ -336,8 +360,9 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         Parameters
         ----------
         codebook : array of shape (K, D)
-        counts : array of shape (K,)
-            EMA counts N_k, finite and >= 0.
+        counts : array of shape (K,) or (K, D)
+            EMA counts N_k, finite and >= 0; per code and feature (K, D)
+            for a state that has seen missing values.
         sums : array of shape (K, D)
             EMA sums M.
         n_steps : int, default=0
@@ -358,9 +383,10 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             )
         counts = xp.astype(xp.asarray(counts, copy=True, device=device_of(codebook)), codebook.dtype)
         sums = xp.astype(xp.asarray(sums, copy=True, device=device_of(codebook)), codebook.dtype)
-        if tuple(counts.shape) != (n_codes,) or tuple(sums.shape) != tuple(codebook.shape):
+        if tuple(counts.shape) not in ((n_codes,), tuple(codebook.shape)) or tuple(sums.shape) != tuple(codebook.shape):
             raise ValueError(
-                f"counts and sums must have shapes ({n_codes},) and {tuple(codebook.shape)}; got "
+                f"counts and sums must have shapes ({n_codes},) (or {tuple(codebook.shape)}, per "
+                f"feature) and {tuple(codebook.shape)}; got "
                 f"{tuple(counts.shape)} and {tuple(sums.shape)}."
             )
         if not bool(xp.all(xp.isfinite(codebook)) & xp.all(xp.isfinite(sums)) & xp.all(xp.isfinite(counts))):
@@ -386,7 +412,8 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         after ``fit``, from where the fit ended; on a stream, over
         ``schedule_steps`` steps (1000 if unset).  ``labels_`` and
         ``inertia_`` describe this batch's assignment, made before the
-        update.
+        update.  With ``max_missing`` > 0 the batch may have missing values
+        (NaN); after one, ``counts_`` are per code and feature, (K, D).
 
         Parameters changed between calls (``set_params``) are validated and
         applied; those that place the codes (``grid_shape``, ``hexagonal``,
@@ -407,14 +434,14 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return self._partial_fit(X, sample_weight, first_call=True)
 
     def _partial_fit(self, X, sample_weight, *, first_call):
-        X = self._validate(X, reset=first_call)
+        X, missing = self._validate(X, reset=first_call)
         xp = namespace(X)
         if sample_weight is not None or first_call:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         if first_call:
             schedule, ema = self._settings_from_params()
             rng = check_random_state(self.random_state)
-            codebook = self._initial_codebook(normalised(X, self.metric), rng, sample_weight, schedule.grid)
+            codebook = self._initial_codebook(normalised(X, self.metric), rng, sample_weight, schedule.grid, missing)
             self._set_fitted(initial_state(codebook, ema.initial_count), schedule, ema, rng)
             self.n_steps_ = 0
             self.n_iter_ = 0
@@ -428,6 +455,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             update_all=ema.update_all,
             sample_weight=sample_weight,
             metric=self._metric,
+            missing=missing,
             xp=xp,
         )
         self.cluster_centers_, self.counts_, self.sums_ = step.state
@@ -440,6 +468,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     # --------------------------------------------------------- inference
 
     def _checked(self, X, method):
+        """``X`` validated for inference, and whether it has missing values."""
         check_is_fitted(self)
         if is_dask_array(X):
             # Converting would gather the whole array on this machine.
@@ -460,33 +489,60 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             from . import _dask
 
             return _dask.predict(self, X)
-        return assign(self._checked(X, "predict"), self.cluster_centers_, metric=self._metric).first
+        X, missing = self._checked(X, "predict")
+        return assign(X, self.cluster_centers_, metric=self._metric, missing=missing).first
 
     def transform(self, X):
         """Distance to every code, shape (n_samples, n_codes): Euclidean, or
         the cosine distance 1 - cos under ``metric='cosine'``.
 
-        A Dask array gives a lazy Dask array, computed chunk by chunk.
+        With missing values, over each row's observed features, rescaled
+        to the full dimension.  A Dask array gives a lazy Dask array,
+        computed chunk by chunk.
         """
         if is_dask_array(X):
             from . import _dask
 
             return _dask.transform(self, X)
-        return distances(self._checked(X, "transform"), self.cluster_centers_, metric=self._metric)
+        X, missing = self._checked(X, "transform")
+        return distances(X, self.cluster_centers_, metric=self._metric, missing=missing)
 
     def quantize(self, X):
         """Each sample replaced by its nearest code, shape (n_samples, n_features)
         (a unit vector under ``metric='cosine'``)."""
-        X = self._checked(X, "quantize")
+        X, missing = self._checked(X, "quantize")
         xp = namespace(X)
-        return xp.take(self.cluster_centers_, assign(X, self.cluster_centers_, metric=self._metric).first, axis=0)
+        nearest = assign(X, self.cluster_centers_, metric=self._metric, missing=missing).first
+        return xp.take(self.cluster_centers_, nearest, axis=0)
+
+    def impute(self, X):
+        """``X`` with each missing entry (NaN) replaced by its row's nearest
+        code's value, shape (n_samples, n_features).
+
+        The nearest code is found over the row's observed features; observed
+        entries are returned as they are.  Needs ``max_missing`` > 0 (rows
+        with a larger share of missing features are refused).  A map-based
+        imputer; in a pipeline, use :class:`sklearn_ksom.MapImputer`.
+        """
+        if not self.max_missing:
+            raise ValueError(
+                f"{type(self).__name__}.impute needs max_missing > 0 (the largest share of missing "
+                f"features a row may have); got max_missing={self.max_missing}. Set it, e.g. "
+                f"max_missing=0.5, and fit again."
+            )
+        X, missing = self._checked(X, "impute")
+        if not missing:
+            return namespace(X).asarray(X, copy=True)
+        xp = namespace(X)
+        codes = xp.take(self.cluster_centers_, assign(X, self.cluster_centers_, missing=True).first, axis=0)
+        return fill_missing(X, codes)
 
     def score(self, X, y=None, sample_weight=None):
         """Negative mean squared quantisation error of ``X`` (higher is better);
         the negative mean cosine distance under ``metric='cosine'``."""
-        X = self._checked(X, "score")
+        X, missing = self._checked(X, "score")
         xp = namespace(X)
-        error = assign(X, self.cluster_centers_, metric=self._metric).squared_distance
+        error = assign(X, self.cluster_centers_, metric=self._metric, missing=missing).squared_distance
         if sample_weight is None:
             return -float(xp.mean(error))
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
@@ -495,12 +551,14 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
     def quantization_error(self, X):
         """Mean distance from each sample to its nearest code (Euclidean, as
         MiniSom; 1 - cos under ``metric='cosine'``)."""
-        return metrics.quantization_error(self._checked(X, "quantization_error"), self.cluster_centers_, metric=self._metric)
+        X, missing = self._checked(X, "quantization_error")
+        return metrics.quantization_error(X, self.cluster_centers_, metric=self._metric, missing=missing)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = bool(self.max_missing)
         return tags
 
     # ------------------------------------------------- analysing the map
@@ -560,6 +618,16 @@ _EMA_PARAMETERS_DOC = """
         inertia and the quality figures use it (docs/design.md section 13).
         A row of zeros is at distance 1 from every code and goes to code
         0.  Fixed once fitted: ``partial_fit`` refuses a changed metric.
+    max_missing : float in [0, 1), default=0.0
+        Largest share of missing features (NaN) a row may have.  0 refuses
+        NaN, as any non-finite input.  Above 0, NaN entries are missing
+        values: a row's nearest code is found over its observed features
+        (the distance rescaled to the full dimension), training counts
+        observed entries only (``counts_`` become per code and feature,
+        (K, D)), and :meth:`impute` fills the gaps from the nearest codes.
+        Rows with a larger share missing are refused, naming them
+        (docs/design.md section 14).  Missing values take the Euclidean
+        metric: ``metric='cosine'`` with ``max_missing`` > 0 is refused.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation and the order of mini-batches; an int makes
         runs exactly reproducible."""
@@ -596,8 +664,9 @@ class EMAQuantizer(_BaseQuantizer):
     ----------
     cluster_centers_ : array of shape (K, D)
         The codebook.
-    counts_ : array of shape (K,)
-        EMA cluster sizes N_k.
+    counts_ : array of shape (K,), or (K, D)
+        EMA cluster sizes N_k; per code and feature, (K, D), once training
+        has seen missing values (``max_missing``).
     sums_ : array of shape (K, D)
         EMA sums M.
     labels_ : array of shape (n_samples,)
@@ -646,6 +715,7 @@ class EMAQuantizer(_BaseQuantizer):
         initial_count=1.0,
         update="all",
         metric="euclidean",
+        max_missing=0.0,
         random_state=None,
     ):
         self.n_clusters = n_clusters
@@ -658,6 +728,7 @@ class EMAQuantizer(_BaseQuantizer):
         self.initial_count = initial_count
         self.update = update
         self.metric = metric
+        self.max_missing = max_missing
         self.random_state = random_state
 
     _grid_parameters = ("n_clusters",)
@@ -742,7 +813,8 @@ class KohonenQuantizer(_BaseQuantizer):
     grid_ : Grid
         The map's geometry.
     counts_, sums_ : arrays of shape (K,) and (K, D)
-        EMA statistics N_k and M.
+        EMA statistics N_k and M; ``counts_`` per code and feature,
+        (K, D), once training has seen missing values (``max_missing``).
     labels_ : array of shape (n_samples,)
         Nearest code of each training sample (of the last batch for
         ``partial_fit``).
@@ -798,6 +870,7 @@ class KohonenQuantizer(_BaseQuantizer):
         initial_count=1.0,
         update="all",
         metric="euclidean",
+        max_missing=0.0,
         random_state=None,
     ):
         self.grid_shape = grid_shape
@@ -818,6 +891,7 @@ class KohonenQuantizer(_BaseQuantizer):
         self.initial_count = initial_count
         self.update = update
         self.metric = metric
+        self.max_missing = max_missing
         self.random_state = random_state
 
     _grid_parameters = ("grid_shape", "hexagonal", "toroidal")
@@ -851,8 +925,8 @@ class KohonenQuantizer(_BaseQuantizer):
 
     def topographic_error(self, X):
         """Share of samples whose two nearest codes are not grid neighbours."""
-        X = self._checked(X, "topographic_error")
-        return metrics.topographic_error(X, self.cluster_centers_, self.grid_, metric=self._metric)
+        X, missing = self._checked(X, "topographic_error")
+        return metrics.topographic_error(X, self.cluster_centers_, self.grid_, metric=self._metric, missing=missing)
 
     # ------------------------------------------------- analysing the map
 

@@ -5,24 +5,29 @@ of ``X``.  Random numbers come from a NumPy ``RandomState`` on the host (the
 array API has no RNG); only the drawn numbers travel to the device, never
 the data back to the host.  The starts are described in docs/design.md
 section 7.
+
+With ``missing=True`` NaN entries of ``X`` are missing values: moments come
+from the observed entries (available-case mean and covariance), distances
+are the core's masked ones, and a drawn row's gaps are filled with the
+feature means (docs/design.md section 14).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._array_api import device_of, move_to, namespace, to_numpy
-from .core import unit_codes
+from ._array_api import device_of, is_dask_array, move_to, namespace, to_numpy
+from .core import masked_parts, squared_distances, unit_codes
 from .topology import Grid
 
 
-def random_codes(X, n_codes, rng, sample_weight=None, grid=None):
+def random_codes(X, n_codes, rng, sample_weight=None, grid=None, *, missing=False):
     """Gaussian codes with the per-feature mean and spread of ``X``.
 
     For standardised data this is the reference code's W ~ N(0, 1).
     """
-    mean = weighted_mean(X, sample_weight)
-    variance = weighted_covariance(X, mean, sample_weight, diagonal=True)
+    mean = observed_mean(X, sample_weight) if missing else weighted_mean(X, sample_weight)
+    variance = weighted_covariance(X, mean, sample_weight, diagonal=True, missing=missing)
     return codes_around(mean, namespace(X).sqrt(variance), n_codes, rng)
 
 
@@ -33,11 +38,13 @@ def codes_around(mean, std, n_codes, rng):
     return mean + std * noise
 
 
-def sample_codes(X, n_codes, rng, sample_weight=None, grid=None):
-    """K distinct rows of ``X`` drawn without replacement (weighted)."""
+def sample_codes(X, n_codes, rng, sample_weight=None, grid=None, *, missing=False):
+    """K distinct rows of ``X`` drawn without replacement (weighted); with
+    ``missing``, their gaps filled with the feature means."""
     xp = namespace(X)
     chosen = sample_rows(X.shape[0], n_codes, rng, sample_weight)
-    return xp.take(X, move_to(xp, chosen, device=device_of(X)), axis=0)
+    codes = xp.take(X, move_to(xp, chosen, device=device_of(X)), axis=0)
+    return fill_missing(codes, observed_mean(X, sample_weight)) if missing else codes
 
 
 def sample_rows(n_samples, n_rows, rng, sample_weight=None, init="sample"):
@@ -59,17 +66,18 @@ def sample_rows(n_samples, n_rows, rng, sample_weight=None, init="sample"):
     return rng.choice(n_samples, size=n_rows, replace=False, p=p)
 
 
-def pca_codes(X, n_codes, rng, sample_weight=None, grid=None):
+def pca_codes(X, n_codes, rng, sample_weight=None, grid=None, *, missing=False):
     """Codes spread evenly over the plane of the top principal components.
 
     Axis i of the grid runs along principal component i, from -2 to +2
     standard deviations around the mean (the usual linear SOM start:
     deterministic, already ordered).  Axes of length 1 are skipped, so a
     (1, 16) grid starts as a (16,) one; a grid with more long axes than X
-    has features leaves the extra axes at the mean.
+    has features leaves the extra axes at the mean.  With ``missing``, from
+    the available-case mean and covariance (:func:`weighted_covariance`).
     """
-    mean = weighted_mean(X, sample_weight)
-    covariance = weighted_covariance(X, mean, sample_weight)
+    mean = observed_mean(X, sample_weight) if missing else weighted_mean(X, sample_weight)
+    covariance = weighted_covariance(X, mean, sample_weight, missing=missing)
     return codes_on_principal_plane(mean, covariance, grid if grid is not None else Grid((n_codes,)))
 
 
@@ -98,11 +106,15 @@ def codes_on_principal_plane(mean, covariance, grid):
     return codebook
 
 
-def kmeans_plusplus_codes(X, n_codes, rng, sample_weight=None, grid=None):
+def kmeans_plusplus_codes(X, n_codes, rng, sample_weight=None, grid=None, *, missing=False, means=None):
     """k-means++ seeding (Arthur & Vassilvitskii): each new code is a sample
     drawn with probability proportional to weight x squared distance to the
     nearest code chosen so far.  The draw happens on the device
     (cumulative sum and searchsorted), so nothing returns to the host.
+
+    With ``missing``, a drawn row's gaps are filled with the feature means
+    (``means``, or those of ``X``'s observed entries) and the distances to
+    it are the core's masked ones.
     """
     xp = namespace(X)
     n_samples = X.shape[0]
@@ -125,13 +137,24 @@ def kmeans_plusplus_codes(X, n_codes, rng, sample_weight=None, grid=None):
         index = xp.searchsorted(cumulative, target, side="right")
         return xp.clip(index, max=n_samples - 1)
 
+    if missing:
+        mean = observed_mean(X, sample_weight) if means is None else means
+
+        def squared_distance_to(index):
+            code = fill_missing(xp.take(X, index, axis=0), mean)
+            return xp.reshape(squared_distances(X, code, missing=True), (-1,))
+    else:
+
+        def squared_distance_to(index):
+            return xp.sum((X - xp.take(X, index, axis=0)) ** 2, axis=1)
+
     chosen = [draw(weights, uniforms[0])]
-    closest = xp.sum((X - xp.take(X, chosen[0], axis=0)) ** 2, axis=1)
+    closest = squared_distance_to(chosen[0])
     for k in range(1, n_codes):
         chosen.append(draw(weights * closest, uniforms[k]))
-        new = xp.sum((X - xp.take(X, chosen[-1], axis=0)) ** 2, axis=1)
-        closest = xp.minimum(closest, new)
-    return xp.take(X, xp.concat(chosen), axis=0)
+        closest = xp.minimum(closest, squared_distance_to(chosen[-1]))
+    codes = xp.take(X, xp.concat(chosen), axis=0)
+    return fill_missing(codes, mean) if missing else codes
 
 
 INITIALISERS = {
@@ -150,14 +173,63 @@ def weighted_mean(X, sample_weight=None):
     return xp.sum(X * xp.reshape(sample_weight, (-1, 1)), axis=0) / xp.sum(sample_weight)
 
 
-def weighted_covariance(X, mean, sample_weight=None, *, diagonal: bool = False):
+def observed_mean(X, sample_weight=None):
+    """The available-case mean: per feature, over the rows where it is
+    observed (not NaN), weighted; (D,), lazy for a Dask array.
+
+    A feature observed in no row of positive weight has no mean: in memory
+    that raises a ``ValueError`` naming the features.
+    """
+    xp = namespace(X, sample_weight)
+    filled, mask = masked_parts(X)
+    if sample_weight is not None:
+        weights = xp.reshape(sample_weight, (-1, 1))
+        filled, mask = filled * weights, mask * weights
+    total, observed = xp.sum(filled, axis=0), xp.sum(mask, axis=0)
+    mean = xp.where(observed > 0, total / xp.where(observed > 0, observed, 1.0), xp.nan)
+    if not is_dask_array(mean):
+        check_features_observed(mean)
+    return mean
+
+
+def check_features_observed(mean):
+    """Refuse an available-case mean with NaN: features never observed."""
+    xp = namespace(mean)
+    unobserved = xp.isnan(mean)
+    if bool(xp.any(unobserved)):
+        features = xp.nonzero(unobserved)[0]
+        shown = [int(features[i]) for i in range(min(features.shape[0], 5))]
+        raise ValueError(
+            f"X has {features.shape[0]} feature(s) missing (NaN) in every sample of positive weight: "
+            f"features {shown}{' and more' if features.shape[0] > len(shown) else ''}. A starting codebook "
+            f"from the data needs each feature observed at least once: drop those features, or "
+            f"pass init as an array."
+        )
+
+
+def fill_missing(X, values):
+    """``X`` with each missing (NaN) entry replaced by ``values`` of its
+    feature (D,) or of its row's place (same shape as ``X``)."""
+    xp = namespace(X, values)
+    return xp.where(xp.isnan(X), values, X)
+
+
+def weighted_covariance(X, mean, sample_weight=None, *, diagonal: bool = False, missing: bool = False):
     """sum_i w_i (x_i - m)(x_i - m)^T / sum_i w_i around ``mean`` m, (D, D).
 
     ``diagonal=True`` gives only its diagonal, the per-feature variances
     (D,), without the D x D product.  Lazy for a Dask array: the 'pca' and
     'random' starts in memory and on a cluster are this one function.
+
+    ``missing=True``: the available-case covariance, each entry (d, e) over
+    the rows observing both features: (W C)^T C / (W M)^T M elementwise,
+    with C the centred data zero-filled and M the mask (0 where no row
+    observes both).  It may be slightly indefinite; the 'pca' start clips
+    negative eigenvalues.
     """
     xp = namespace(X, sample_weight)
+    if missing:
+        return _available_case_covariance(X - mean, sample_weight, diagonal, xp)
     centred = X - mean
     if sample_weight is None:
         scaled = centred / X.shape[0]
@@ -189,3 +261,15 @@ def codes_for_metric(codebook, init, metric: str):
         codebook, metric, f"The starting codebook (init={init!r})" if isinstance(init, str) else "init",
         advice="Pass an init array without zero rows, or init='k-means++' or 'sample' (codes drawn from X).",
     )  # fmt: skip
+
+
+def _available_case_covariance(centred, sample_weight, diagonal, xp):
+    """:func:`weighted_covariance` over the pairs of observed entries."""
+    centred, mask = masked_parts(centred)
+    weights = 1.0 if sample_weight is None else xp.reshape(sample_weight, (-1, 1))
+    if diagonal:
+        products, pairs = xp.sum(weights * centred * centred, axis=0), xp.sum(weights * mask, axis=0)
+    else:
+        products = xp.matmul(xp.matrix_transpose(weights * centred), centred)
+        pairs = xp.matmul(xp.matrix_transpose(weights * mask), mask)
+    return xp.where(pairs > 0, products / xp.where(pairs > 0, pairs, 1.0), 0.0)

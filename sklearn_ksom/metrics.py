@@ -31,7 +31,9 @@ from .core import assign, check_metric, distances, normalised, squared_distances
 from .topology import Grid
 
 
-def quantization_error(X, codebook, *, squared: bool = False, metric: str = "euclidean") -> float:
+def quantization_error(
+    X, codebook, *, squared: bool = False, metric: str = "euclidean", missing: bool = False
+) -> float:
     """Mean distance from each row of ``X`` to its nearest code.
 
     ``squared=False`` gives the mean Euclidean distance (MiniSom's
@@ -40,10 +42,12 @@ def quantization_error(X, codebook, *, squared: bool = False, metric: str = "euc
     gives the mean cosine distance 1 - cos (the negative of ``score`` of a
     cosine estimator), and takes no ``squared``: 1 - cos is already half a
     squared distance of unit vectors (docs/design.md section 13).
+    ``missing=True``: NaN entries are missing values (the core's masked
+    distances; section 14).
     """
     xp = namespace(X, codebook)
     _check_squared(squared, metric)
-    squared_distance = assign(X, codebook, metric=metric).squared_distance
+    squared_distance = assign(X, codebook, metric=metric, missing=missing).squared_distance
     values = squared_distance if squared or metric == "cosine" else xp.sqrt(squared_distance)
     return float(xp.mean(values))
 
@@ -57,7 +61,7 @@ def _check_squared(squared, metric):
         )
 
 
-def topographic_error(X, codebook, grid: Grid, *, metric: str = "euclidean") -> float:
+def topographic_error(X, codebook, grid: Grid, *, metric: str = "euclidean", missing: bool = False) -> float:
     """Share of samples whose two nearest codes are not adjacent on ``grid``.
 
     Adjacent means within :attr:`Grid.neighbour_radius`: the 8-neighbourhood
@@ -65,11 +69,12 @@ def topographic_error(X, codebook, grid: Grid, *, metric: str = "euclidean") -> 
     the edges of a torus.  0 is a perfect map; a codebook with no topology
     (EMA-VQ, k-means) scores close to 1 - (neighbours per code) / K.
     ``metric='cosine'`` ranks the codes by cosine distance.
+    ``missing=True``: NaN entries are missing values (masked distances).
     """
     xp = namespace(X, codebook)
     if codebook.shape[0] < 2:
         return 0.0
-    assignment = assign(X, codebook, second=True, metric=metric)
+    assignment = assign(X, codebook, second=True, metric=metric, missing=missing)
     adjacent = grid.adjacent(assignment.first, assignment.second)
     return float(1.0 - xp.mean(xp.astype(adjacent, _float(xp))))
 

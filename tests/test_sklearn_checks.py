@@ -6,7 +6,7 @@ import pytest
 import scipy
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ksom import EMAQuantizer, KohonenQuantizer
+from sklearn_ksom import EMAQuantizer, KohonenQuantizer, MapImputer
 
 # The same and only check KMeans lists as failing, for the same reason:
 # where the codebook starts from randomly drawn samples (k-means++,
@@ -36,11 +36,16 @@ ESTIMATORS = [
     EMAQuantizer(n_clusters=3, metric="cosine", random_state=0),
     KohonenQuantizer(grid_shape=(3,), metric="cosine", random_state=0),
     KohonenQuantizer(grid_shape=(3,), algorithm="ema", metric="cosine", random_state=0),
+    # NaN entries as missing values: allow_nan follows max_missing.
+    KohonenQuantizer(grid_shape=(3,), max_missing=0.9, random_state=0),
+    EMAQuantizer(n_clusters=3, max_missing=0.9, random_state=0),
+    MapImputer(KohonenQuantizer(grid_shape=(3,), max_missing=0.9, random_state=0)),
 ]
 
 
 def expected_failures(estimator):
-    draws = estimator.init in ("k-means++", "sample", "random")
+    init = getattr(estimator, "quantizer", estimator).init
+    draws = init in ("k-means++", "sample", "random")
     return RANDOM_DRAWS if draws else {}
 
 

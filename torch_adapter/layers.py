@@ -321,6 +321,12 @@ class _EMAQuantizerLayer(torch.nn.Module):
         if not isinstance(estimator, cls.estimator_class):
             raise TypeError(f"{cls.__name__}.from_estimator needs a {cls.estimator_class.__name__}, got {type(estimator).__name__}.")
         check_is_fitted(estimator)
+        if estimator.counts_.ndim != 1:
+            raise ValueError(
+                f"{type(estimator).__name__}.counts_ are per code and feature {tuple(estimator.counts_.shape)} "
+                f"(it trained on missing values), but a layer keeps one count per code: start the layer "
+                f"from the codebook alone, init=estimator.cluster_centers_."
+            )
         params = estimator.get_params()
         shared = (set(inspect.signature(cls).parameters) & set(params)) - {"init"}
         settings = {name: params[name] for name in shared}
