@@ -84,7 +84,8 @@ def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weig
 
 def test_ema_fit_on_a_single_chunk_equals_in_memory_fit(client, data):
     X, _ = data
-    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, random_state=0)
+    # init_size: the initialiser sees every row, as on Dask (which ignores it).
+    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, init_size=N_SAMPLES, random_state=0)
     in_memory = clone(estimator).fit(X)
     fitted = clone(estimator).fit(client.persist(da.from_array(X, chunks=-1)))
     assert_same_fit(fitted, in_memory, rtol=1e-9)
