@@ -545,8 +545,8 @@ _FIT_PARAMETERS_DOC = """
         MiniBatchKMeans' ``init_size``; None takes 3 * max(``batch_size``,
         K).  All rows when there are no more.  k-means++ and PCA on all
         rows can cost more than the training itself (on 60 000 x 784
-        images, k-means++ for 256 codes took 10 times the 2-epoch fit).  A
-        Dask fit ignores it (see :mod:`sklearn_ksom._dask`)."""
+        images, k-means++ for 256 codes on all rows took 3 times the whole
+        default fit).  A Dask fit ignores it (see :mod:`sklearn_ksom._dask`)."""
 
 _EMA_PARAMETERS_DOC = """
     decay : float or 'auto', default='auto'
@@ -605,9 +605,9 @@ class EMAQuantizer(_BaseQuantizer):
         it, for ``partial_fit`` to continue.  3 epochs of batch 1024 after
         k-means++ on ``init_size`` rows end within 0.5 % of
         MiniBatchKMeans' held-out quantisation error (0.997-1.005 times it)
-        in 0.3-0.8 times its time on Fashion-MNIST and MNIST, 256 codes
+        in 0.5-0.9 times its time on Fashion-MNIST and MNIST, 256 codes
         (benchmarks/fit_defaults.md); 20 epochs after k-means++ on all rows,
-        the former default, took 3-12 times its time for the same error.
+        the former default, took 5-8 times its time for the same error.
     {_FIT_PARAMETERS_DOC}
     subsample : int, default=None
         The batch algorithm's coarse-to-fine subsamples, as for
@@ -767,10 +767,10 @@ class KohonenQuantizer(_BaseQuantizer):
         it, for ``partial_fit`` to continue.  12 coarse-to-fine iterations
         (``subsample``) reach MiniSom's held-out one-pass quantisation
         error (0.980-0.992 times it) with half its topographic error
-        (0.22-0.26 against 0.43-0.58), 8-40 times faster, on Fashion-MNIST
+        (0.22-0.26 against 0.43-0.58), 24-36 times faster, on Fashion-MNIST
         and MNIST with a 16 x 16 map (benchmarks/fit_defaults.md); going on
         at the end width until the error settles lowers the quantisation
-        error by 2 % but raises the topographic error to 0.36-0.43.
+        error by 2 % but raises the topographic error to 0.36-0.41.
     {_FIT_PARAMETERS_DOC}
     subsample : int or None, default=4096
         Coarse to fine: iteration i of the batch algorithm's m-iteration
