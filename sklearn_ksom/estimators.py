@@ -555,9 +555,11 @@ _EMA_PARAMETERS_DOC = """
         gamma = 1 - 15 / n within [0.5, 0.99], n being ``schedule_steps``,
         else the update steps of an EMA ``fit``, else 1000 for
         ``partial_fit`` (0.985).  Over one pass of a stream whose length is
-        given as ``schedule_steps`` this ends within 1-6 % of MiniSom's
-        one-pass quantisation error, where 0.99 ends 24-53 % above it
-        (benchmarks/streaming_memory.md); the paper's layers keep 0.99.
+        given as ``schedule_steps`` this ends at 0.995-1.012 times
+        MiniSom's one-pass quantisation error with the Gaussian's default
+        end width 1/3 (1.02-1.06 with the former 0.5), where 0.99 ends
+        24-53 % above it (benchmarks/streaming_memory.md); the paper's
+        layers keep 0.99.
         Acts on EMA steps only (``partial_fit``, ``fit`` with
         ``algorithm='ema'``): no effect on a batch fit, but on a
         ``partial_fit`` after it.
