@@ -82,6 +82,17 @@ def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weig
     assert len(workers) == 2
 
 
+def test_tol_stops_a_batch_fit_on_cluster_where_it_stops_in_memory(client, data):
+    X, _ = data
+    # The schedule ends after 3 iterations; tol then decides, on both sides
+    # from the whole data's error (subsample: every row, as on Dask).
+    estimator = KohonenQuantizer(grid_shape=(3, 3), schedule_steps=3, max_iter=100, tol=1e-3, subsample=None, random_state=0)
+    in_memory = clone(estimator).fit(X)
+    fitted = clone(estimator).fit(on_cluster(X, client))
+    assert 3 < in_memory.n_iter_ < 100 and fitted.n_iter_ == in_memory.n_iter_
+    assert_same_fit(fitted, in_memory, rtol=1e-9)
+
+
 def test_ema_fit_on_a_single_chunk_equals_in_memory_fit(client, data):
     X, _ = data
     # init_size: the initialiser sees every row, as on Dask (which ignores it).
