@@ -505,8 +505,8 @@ def batch_som(
     statistics with ``schedule.at(t)`` (docs/design.md section 6).
 
     The run stops early once the mean squared error of all rows changes by
-    less than ``tol`` (relative) from one codebook to the next, counting
-    only the updates made past the schedule's length, at its end width
+    at most ``tol`` (relative) from one codebook to the next, counting
+    only updates made at the schedule's end width, from its step L - 1 on
     (any update when there is no neighbourhood); ``tol=0`` runs every
     iteration.  Returns the final codebook, ``statistics`` of it on all
     rows (which give the labels and the inertia with no extra pass) and the
@@ -608,9 +608,10 @@ def ema_epochs(
 
     The run stops early once an epoch's mean squared error (each batch
     measured before its step, as MiniBatchKMeans' smoothed inertia) differs
-    by less than ``tol`` (relative) from the epoch before, counting only
-    epochs that start past the end of the schedule's length (any epoch
-    when there is no neighbourhood); ``tol=0`` runs every epoch.  Returns
+    by at most ``tol`` (relative) from the epoch before, counting only
+    epochs that start at the schedule's end width, at its step L - 1 or
+    later (any epoch when there is no neighbourhood); ``tol=0`` runs every
+    epoch.  Returns
     the final state, the number of update steps and the number of epochs
     run (docs/design.md section 6).
     """
