@@ -523,8 +523,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         return analysis.code_members(self.predict(X), self.cluster_centers_.shape[0], None if grid is None else grid.shape)
 
 
-_FIT_PARAMETERS_DOC = """
-    tol : float, default=1e-4
+_FIT_PARAMETERS_DOC = """tol : float, default=1e-4
         Convergence test of ``fit``: the run stops once the mean squared
         error of the training samples changes by at most ``tol`` (relative)
         from one iteration to the next (batch algorithm: the error of all
@@ -758,8 +757,8 @@ class KohonenQuantizer(_BaseQuantizer):
         Starting codebook; 'pca' lays the grid on the plane of the first
         principal components.
     algorithm : {{'batch', 'ema'}}, default='batch'
-        How ``fit`` trains: Kohonen's batch algorithm over all data each
-        iteration, or mini-batch EMA epochs.  ``partial_fit`` always takes
+        How ``fit`` trains: Kohonen's batch algorithm (on growing random
+        subsamples, see ``subsample``), or mini-batch EMA epochs.  ``partial_fit`` always takes
         one EMA step.
     max_iter : int, default=12
         Most iterations ('batch') or epochs ('ema') of ``fit``; the width
