@@ -1,7 +1,7 @@
 """Dask fit on a local 2-worker cluster against the in-memory fit, same data.
 
-Both sides run the same ``KohonenQuantizer.fit`` (batch algorithm, PCA
-start, same iterations) on the same array, alternately, from one process;
+Both sides run the same ``KohonenQuantizer.fit`` (batch algorithm on all
+rows, PCA start on all rows, same iterations) on the same array, alternately, from one process;
 the Dask side on a ``LocalCluster`` of worker processes on loopback, with
 the data generated on and held by the workers (the in-memory side gets a
 gathered copy).  The figures: the ratio of the best times, and how far
@@ -48,7 +48,12 @@ def main():
 
     from sklearn_ksom import KohonenQuantizer
 
-    estimator = KohonenQuantizer(grid_shape=tuple(args.grid), init="pca", max_iter=args.max_iter, random_state=0)
+    # Every iteration and the PCA start on all rows, as the Dask path runs
+    # them (it ignores subsample and init_size): the same fit on both sides.
+    estimator = KohonenQuantizer(
+        grid_shape=tuple(args.grid), init="pca", max_iter=args.max_iter, subsample=None, init_size=args.n_samples,
+        random_state=0,
+    )
 
     with (
         LocalCluster(

@@ -38,7 +38,12 @@ moments, and the rows drawn by 'sample' and 'k-means++' have their gaps
 filled with the feature means.
 
 ``fit`` reads the data 1 + ``max_iter`` + 1 times (checks and mean, the
-iterations, the final error), once more for 'pca' and 'random'.  Call
+iterations, the final error), once more for 'pca' and 'random'.  Every
+batch iteration sees all rows (``subsample`` is ignored: no coarse-to-fine
+subsamples), the initialiser too (``init_size`` is ignored; k-means++ has
+its own sample, above); ``tol`` stops the batch algorithm as in memory
+(its error comes with each iteration's statistics), while the EMA epochs,
+built as one task graph, always run ``max_iter`` epochs.  Call
 ``X = X.persist()`` first when the data fit in the workers' memory, or each
 pass loads the chunks again.  ``sample_weight`` with ``init='sample'`` or
 ``'k-means++'`` is fetched to the client (N numbers, not N x D).
@@ -282,7 +287,7 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
     for _ in range(max_iter):
         for chunk in rng.permutation(len(rows)):
             order = rng.permutation(chunk_sizes[chunk])
-            state = dask.delayed(ema_steps)(
+            state, _ = dask.delayed(ema_steps, nout=2)(
                 state, rows[chunk], order, shared_schedule, shared_ema,
                 batch_size=batch_size, first_step=step, sample_weight=weights[chunk], metric=metric, missing=missing,
             )  # fmt: skip
@@ -295,7 +300,8 @@ def _ema_epochs(X, rows, weights, state, schedule, ema, *, batch_size, max_iter,
 
 
 def fit(
-    X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, batch_size, rng,
+    X, sample_weight, schedule: NeighbourhoodSchedule, ema: EMAConstants, *, init, algorithm, max_iter, tol, batch_size,
+    rng,
     metric="euclidean",
     max_missing=0.0,
 ) -> FitResult:  # fmt: skip
@@ -314,7 +320,8 @@ def fit(
     codebook = codes_for_metric(start, init, metric)
     rows, weight_blocks = _blocks(X, weights)
 
-    def statistics(codebook):
+    def statistics(codebook, n_rows=None):
+        # Every iteration on all rows: no coarse-to-fine subsamples here.
         return whole_data_statistics(rows, weight_blocks, codebook, metric, missing)
 
     if algorithm == "ema" and max_iter > 0:
@@ -324,14 +331,15 @@ def fit(
             batch_size=batch_size, max_iter=max_iter, rng=rng, metric=metric, missing=missing,
         )  # fmt: skip
         _, _, error = statistics(state.codebook)
+        n_iter = max_iter
     else:
         # No iteration: a later partial_fit runs the schedule of a stream.
         schedule = schedule.over(max_iter) if max_iter else schedule
-        codebook, (counts, _, error) = batch_som(statistics, codebook, schedule, max_iter, metric=metric)
+        codebook, (counts, _, error), n_iter = batch_som(statistics, codebook, schedule, max_iter, tol=tol, metric=metric)
         state = resting_state(codebook, counts, batch_size=batch_size, total_weight=total, initial_count=ema.initial_count)
-        n_steps = max_iter
+        n_steps = n_iter
     labels = _blockwise(X, state.codebook, functools.partial(_nearest_codes, metric=metric), "i", np.intp, max_missing)
-    return FitResult(state, labels, float(error), n_steps, schedule)
+    return FitResult(state, labels, float(error), n_steps, schedule, n_iter)
 
 
 def _nearest_codes(block, codebook, metric="euclidean", missing=False):

@@ -61,6 +61,7 @@ class FitResult(NamedTuple):
     inertia: float  # sum of weighted squared distances on the final codebook
     n_steps: int  # update steps taken
     schedule: NeighbourhoodSchedule  # the schedule, spanning the run
+    n_iter: int  # iterations (batch algorithm) or epochs (EMA) run: fewer than asked when converged
 
 
 class Assignment(NamedTuple):
@@ -758,27 +759,88 @@ def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, me
 # ------------------------------------------------------------ training loops
 
 
-def batch_som(
-    statistics: Callable, codebook, schedule: NeighbourhoodSchedule, n_iterations: int, *, metric: str = "euclidean"
-):
-    """Kohonen's batch algorithm: ``n_iterations`` updates from ``codebook``.
+class BatchRun(NamedTuple):
+    """What :func:`batch_som` returns."""
 
-    ``statistics(codebook)`` returns the whole data's ``(counts, sums,
-    squared error, ...)``, however it is computed (in memory, or reduced
-    over a cluster's chunks); iteration t spreads them with
-    ``schedule.at(t)`` (docs/design.md section 6).  Returns the final
-    codebook and ``statistics`` of it (which give the labels and the
-    inertia with no extra pass).  ``n_iterations=0`` keeps ``codebook``.
+    codebook: object  # the final codebook
+    statistics: tuple  # ``statistics(codebook, None)`` of it: whole-data counts, sums, error, ...
+    n_iterations: int  # updates made: fewer than asked when the run converged
+
+
+def coarse_to_fine_rows(n_samples: int, n_iterations: int, min_rows: int | None) -> list | None:
+    """Rows each iteration of a coarse-to-fine batch run sees (docs/design.md section 6).
+
+    Iteration i of n sees N / 2^(n-1-i) rows, never fewer than
+    ``min_rows``: the early, wide-neighbourhood iterations run on small
+    random subsamples, each of the last ones on twice the rows of the one
+    before, the last on all of them.  ``None`` stands for all rows;
+    ``min_rows=None`` gives None (all rows every iteration).
+    """
+    if min_rows is None:
+        return None
+    sizes = (max(int(min_rows), math.ceil(math.ldexp(n_samples, -(n_iterations - 1 - i)))) for i in range(n_iterations))
+    return [None if size >= n_samples else size for size in sizes]
+
+
+def relative_change(previous: float, current: float) -> float:
+    """|previous - current| / previous: the convergence measure of ``fit``'s
+    ``tol`` (0 when both are 0)."""
+    change = abs(previous - current)
+    return change / previous if previous > 0 else (0.0 if change == 0 else math.inf)
+
+
+def _mean(total_error, total_weight) -> float:
+    """Mean squared error per unit of weight, on the host (NaN for no weight)."""
+    weight = float(total_weight)
+    return float(total_error) / weight if weight > 0 else math.nan
+
+
+def batch_som(
+    statistics: Callable,
+    codebook,
+    schedule: NeighbourhoodSchedule,
+    n_iterations: int,
+    *,
+    rows: list | None = None,
+    tol: float = 0.0,
+    metric: str = "euclidean",
+) -> BatchRun:
+    """Kohonen's batch algorithm: up to ``n_iterations`` updates from ``codebook``.
+
+    ``statistics(codebook, n_rows)`` returns the ``(counts, sums, squared
+    error, ...)`` of ``n_rows`` random rows of the data (all rows for
+    None), however it is computed (in memory, or reduced over a cluster's
+    chunks); iteration t sees ``rows[t]`` rows (all when ``rows`` is None
+    or shorter: see :func:`coarse_to_fine_rows`) and spreads their
+    statistics with ``schedule.at(t)`` (docs/design.md section 6).
+
+    The run stops early once the mean squared error of all rows changes by
+    at most ``tol`` (relative) from one codebook to the next, counting
+    only updates made at the schedule's end width, from its step L - 1 on
+    (any update when there is no neighbourhood); ``tol=0`` runs every
+    iteration.  Returns the final codebook, ``statistics`` of it on all
+    rows (which give the labels and the inertia with no extra pass) and the
+    number of updates made.  ``n_iterations=0`` keeps ``codebook``.
     Under ``metric='cosine'`` the statistics are of unit rows and every
     update puts the codes back on the unit sphere.
     """
     xp = namespace(codebook)
     dtype, device = codebook.dtype, device_of(codebook)
+    previous = None  # mean squared error of the codebook before, on all rows
     for iteration in range(n_iterations):
-        counts, sums, *_ = statistics(codebook)
+        n_rows = rows[iteration] if rows is not None and iteration < len(rows) else None
+        current = statistics(codebook, n_rows)
+        counts, sums, error = current[:3]
+        if tol > 0:
+            # Only whole-data errors compare; weights sum to the counts' total.
+            mean_error = None if n_rows is not None else _mean(error, xp.sum(counts))
+            settled = schedule.is_identity or iteration >= schedule.length
+            if None not in (previous, mean_error) and settled and relative_change(previous, mean_error) <= tol:
+                return BatchRun(codebook, current, iteration)
+            previous = mean_error
         neighbourhood = schedule.at(iteration, xp=xp, dtype=dtype, device=device)
         codebook = batch_som_update(codebook, counts, sums, neighbourhood, metric=metric, xp=xp)
-    return codebook, statistics(codebook)
+    return BatchRun(codebook, statistics(codebook, None), n_iterations)
 
 
 def resting_state(codebook, counts, *, batch_size: int, total_weight: float, initial_count: float) -> EMAState:
@@ -811,30 +873,39 @@ def ema_steps(
     sample_weight=None,
     metric: str = "euclidean",
     missing: bool = False,
-) -> EMAState:
+) -> tuple[EMAState, object]:
     """EMA steps over the rows of ``X`` in ``order``, ``batch_size`` rows a
-    step, the first being update step ``first_step`` of ``schedule``
-    (NaN entries missing values with ``missing=True``)."""
+    step, the first being update step ``first_step`` of ``schedule`` (NaN
+    entries missing values with ``missing=True``).
+
+    Returns the final state and the rows' (weighted) squared error, each
+    batch measured on the codebook before its step (a 0-d array: no
+    device sync per step).
+    """
     xp = namespace(X)
     dtype, device = X.dtype, device_of(X)
     decay = ema.decay_over(schedule.length)
     step = first_step
+    error = 0.0
     for start in range(0, order.shape[0], batch_size):
         rows = order[start : min(start + batch_size, order.shape[0])]
-        state = ema_step(
+        weights = None if sample_weight is None else xp.take(sample_weight, rows, axis=0)
+        state, assignment, _ = ema_step(
             state,
             xp.take(X, rows, axis=0),
             schedule.at(step, xp=xp, dtype=dtype, device=device),
             decay=decay,
             epsilon=ema.epsilon,
             update_all=ema.update_all,
-            sample_weight=None if sample_weight is None else xp.take(sample_weight, rows, axis=0),
+            sample_weight=weights,
             metric=metric,
             missing=missing,
             xp=xp,
-        ).state
+        )
+        squared = assignment.squared_distance
+        error = error + xp.sum(squared if weights is None else squared * weights)
         step += 1
-    return state
+    return state, error
 
 
 def ema_epochs(
@@ -849,21 +920,37 @@ def ema_epochs(
     sample_weight=None,
     metric: str = "euclidean",
     missing: bool = False,
-) -> tuple[EMAState, int]:
-    """``n_epochs`` passes of mini-batch EMA steps over ``X``, each in a new
-    random order drawn from ``rng`` (a NumPy ``RandomState``).
+    tol: float = 0.0,
+) -> tuple[EMAState, int, int]:
+    """Up to ``n_epochs`` passes of mini-batch EMA steps over ``X``, each in
+    a new random order drawn from ``rng`` (a NumPy ``RandomState``).
 
-    Returns the final state and the number of update steps taken.
+    The run stops early once an epoch's mean squared error (each batch
+    measured before its step, as MiniBatchKMeans' smoothed inertia) differs
+    by at most ``tol`` (relative) from the epoch before, counting only
+    epochs that start at the schedule's end width, at its step L - 1 or
+    later (any epoch when there is no neighbourhood); ``tol=0`` runs every
+    epoch.  Returns
+    the final state, the number of update steps and the number of epochs
+    run (docs/design.md section 6).
     """
     xp = namespace(X)
     n_samples = X.shape[0]
     batches_per_epoch = math.ceil(n_samples / batch_size)
+    total_weight = n_samples if sample_weight is None else xp.sum(sample_weight)
     step = 0
-    for _ in range(n_epochs):
+    previous = None  # mean squared error of the epoch before
+    for epoch in range(n_epochs):
         order = move_to(xp, rng.permutation(n_samples), device=device_of(X))
-        state = ema_steps(
+        settled = schedule.is_identity or step >= schedule.length - 1
+        state, error = ema_steps(
             state, X, order, schedule, ema, batch_size=batch_size, first_step=step, sample_weight=sample_weight,
             metric=metric, missing=missing,
         )  # fmt: skip
         step += batches_per_epoch
-    return state, step
+        if tol > 0:
+            mean_error = _mean(error, total_weight)
+            if previous is not None and relative_change(previous, mean_error) <= tol:
+                return state, step, epoch + 1
+            previous = mean_error if settled else None
+    return state, step, n_epochs

@@ -66,6 +66,23 @@ def sample_rows(n_samples, n_rows, rng, sample_weight=None, init="sample"):
     return rng.choice(n_samples, size=n_rows, replace=False, p=p)
 
 
+def weighted_rows(n_samples, sample_weight=None) -> np.ndarray:
+    """Indices (host) of the rows of non-zero weight: the rows a subsample
+    draws from (all rows without weights)."""
+    if sample_weight is None or bool(namespace(sample_weight).all(sample_weight != 0)):
+        return np.arange(n_samples)
+    return np.flatnonzero(to_numpy(sample_weight))
+
+
+def subsample(candidates: np.ndarray, n_rows: int, rng) -> np.ndarray | None:
+    """Sorted indices (host) of ``n_rows`` distinct rows drawn uniformly from
+    ``candidates``, or None when there are no more candidates than that
+    (take every row).  Sorted, so the rows are read in memory order."""
+    if candidates.shape[0] <= n_rows:
+        return None
+    return np.sort(rng.choice(candidates, size=n_rows, replace=False))
+
+
 def pca_codes(X, n_codes, rng, sample_weight=None, grid=None, *, missing=False):
     """Codes spread evenly over the plane of the top principal components.
 

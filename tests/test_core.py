@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from sklearn_ksom import core
 from sklearn_ksom._array_api import to_numpy
-from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood_operator
+from sklearn_ksom.topology import Grid, NeighbourhoodSchedule, dense_matrix, neighbourhood_operator
 
 from .conftest import to_xp
 
@@ -264,3 +264,51 @@ def test_resting_state_is_consistent_with_its_codebook():
     np.testing.assert_allclose(state.sums[[0, 2, 3]] / state.counts[[0, 2, 3], None], W[[0, 2, 3]])
     np.testing.assert_array_equal(state.sums[1], W[1])  # the reference start M = W
     assert state.codebook is W
+
+
+# ------------------------------------------------ coarse to fine, stopping
+
+
+@given(st.integers(1, 10**6), st.integers(1, 40), st.integers(1, 10**5))
+def test_coarse_to_fine_rows_double_up_to_all_rows(n_samples, n_iterations, min_rows):
+    rows = core.coarse_to_fine_rows(n_samples, n_iterations, min_rows)
+    assert len(rows) == n_iterations and rows[-1] is None  # the last iteration sees every row
+    sizes = [n_samples if size is None else size for size in rows]
+    assert all(min(min_rows, n_samples) <= size <= n_samples for size in sizes)
+    assert all(a <= b <= max(2 * a, min_rows) for a, b in zip(sizes, sizes[1:]))  # at most doubling
+    assert all(size == n_samples or size >= n_samples / 2 ** (n_iterations - 1 - i) for i, size in enumerate(sizes))
+    assert core.coarse_to_fine_rows(n_samples, n_iterations, None) is None
+
+
+def test_coarse_to_fine_rows_of_the_reference_fit():
+    # 60 000 rows, 12 iterations, at least 4096: 8 subsamples, then 7500, 15 000, 30 000, all.
+    assert core.coarse_to_fine_rows(60_000, 12, 4096) == [4096] * 8 + [7500, 15_000, 30_000, None]
+
+
+def _recording_statistics(X, seen):
+    def statistics(codebook, n_rows):
+        seen.append(n_rows)
+        rows = X if n_rows is None else X[:n_rows]
+        return core.batch_statistics(rows, codebook)
+
+    return statistics
+
+
+def test_batch_som_asks_each_iteration_for_its_rows_and_ends_on_all_rows():
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    seen = []
+    rows = core.coarse_to_fine_rows(100, 5, 10)
+    schedule = NeighbourhoodSchedule(Grid((3,)), "gaussian", n_steps=5)
+    run = core.batch_som(_recording_statistics(X, seen), X[:3], schedule, 5, rows=rows)
+    assert seen == [*rows, None] and run.n_iterations == 5  # the final statistics: all rows
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "none"])
+def test_batch_som_stops_only_past_the_end_of_the_schedule(kernel):
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    schedule = NeighbourhoodSchedule(Grid((3,)), kernel, n_steps=6)
+    # Any change passes tol = 10: the run stops at the first iteration
+    # allowed to, past the schedule's 6 (with no neighbourhood: the second).
+    run = core.batch_som(_recording_statistics(X, []), X[:3], schedule, 50, tol=10.0)
+    assert run.n_iterations == (6 if kernel == "gaussian" else 1)
+    assert core.batch_som(_recording_statistics(X, []), X[:3], schedule, 50, tol=0.0).n_iterations == 50

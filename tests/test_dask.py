@@ -84,10 +84,23 @@ def test_batch_fit_on_cluster_equals_in_memory_fit(client, data, estimator, weig
     assert len(workers) == 2
 
 
+def test_tol_stops_a_batch_fit_on_cluster_where_it_stops_in_memory(client, data):
+    X, _ = data
+    # The schedule ends after 3 iterations; tol then decides, on both sides
+    # from the whole data's error (subsample: every row, as on Dask).
+    estimator = KohonenQuantizer(grid_shape=(3, 3), schedule_steps=3, max_iter=100, tol=1e-3, subsample=None, random_state=0)
+    in_memory = clone(estimator).fit(X)
+    fitted = clone(estimator).fit(on_cluster(X, client))
+    assert 3 < in_memory.n_iter_ < 100 and fitted.n_iter_ == in_memory.n_iter_
+    assert_same_fit(fitted, in_memory, rtol=1e-9)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_ema_fit_on_a_single_chunk_equals_in_memory_fit(client, data, metric):
     X, _ = data
-    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, metric=metric, random_state=0)
+    # init_size: the initialiser sees every row, as on Dask (which ignores it).
+    estimator = EMAQuantizer(n_clusters=8, init="sample", max_iter=2, batch_size=256, init_size=N_SAMPLES, metric=metric,
+                             random_state=0)
     in_memory = clone(estimator).fit(X)
     fitted = clone(estimator).fit(client.persist(da.from_array(X, chunks=-1)))
     assert_same_fit(fitted, in_memory, rtol=1e-9)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import assume, given
-from sklearn import config_context
+from sklearn import clone, config_context
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.pipeline import make_pipeline
@@ -466,6 +466,10 @@ def test_fewer_samples_than_codes_works_where_it_can(blobs, init):
         (dict(update="some"), "update"),
         (dict(algorithm="online"), "algorithm"),
         (dict(max_iter=-1), "max_iter"),
+        (dict(tol=-1e-3), "'tol' parameter"),
+        (dict(init_size=0), "'init_size' parameter"),
+        (dict(subsample=0), "'subsample' parameter"),
+        (dict(subsample=0.5), "'subsample' parameter"),
         (dict(sigma=-1.0), "sigma"),
         (dict(init="zeros"), "init"),
         (dict(init=np.zeros((4, 4))), r"init array has shape \(4, 4\); expected .*\(9, 4\)"),
@@ -672,3 +676,105 @@ def test_one_pass_told_its_length_ends_at_the_end_width_and_beats_a_long_memory(
         errors[decay] = som.quantization_error(X_test)
     # 0.99 still holds about 60 % of the PCA start after 48 steps; 'auto' (0.69) forgets it.
     assert errors["auto"] < 0.9 * errors[0.99]
+
+
+# ------------------------------------- fit: stopping, coarse to fine, init_size
+
+
+def assert_consistent_fit(model, X, n_iter):
+    """After fit: n_iter_ updates or epochs, and labels_, inertia_ of the final codebook."""
+    assert model.n_iter_ == n_iter
+    np.testing.assert_array_equal(model.labels_, model.predict(X))
+    assert model.inertia_ == pytest.approx(-model.score(X) * len(X))
+    np.testing.assert_allclose(model.sums_ / model.counts_[:, None], model.cluster_centers_)
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_a_fit_that_converges_stops_early_and_says_so(blobs, algorithm):
+    settings = dict(algorithm=algorithm, batch_size=100, max_iter=200, random_state=0)
+    som = KohonenQuantizer((3, 3), schedule_steps=4, tol=1e-3, **settings).fit(blobs)
+    vq = EMAQuantizer(6, init="pca", tol=1e-3, **settings).fit(blobs)
+    for model in (som, vq):
+        assert model.n_iter_ < model.max_iter
+        assert_consistent_fit(model, blobs, model.n_iter_)
+        per_iteration = 1 if algorithm == "batch" else 6  # 600 rows in batches of 100
+        assert model.n_steps_ == per_iteration * model.n_iter_
+    # The same batch run told to stop there ends on the same codebook (the
+    # schedule's length is given, so it does not follow max_iter).
+    if algorithm == "batch":
+        again = clone(som).set_params(max_iter=som.n_iter_, tol=0).fit(blobs)
+        np.testing.assert_array_equal(again.cluster_centers_, som.cluster_centers_)
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_tol_zero_runs_max_iter(blobs, algorithm):
+    for model in (
+        KohonenQuantizer((3, 3), algorithm=algorithm, schedule_steps=2, max_iter=30, tol=0, batch_size=100),
+        EMAQuantizer(6, init="pca", algorithm=algorithm, max_iter=30, tol=0, batch_size=100),
+    ):
+        assert_consistent_fit(model.fit(blobs), blobs, 30)
+
+
+def test_the_som_stops_only_once_its_width_has_reached_the_end(blobs):
+    # tol = 10 lets any change pass: the run stops at the first check allowed.
+    som = KohonenQuantizer((3, 3), schedule_steps=7, max_iter=50, tol=10.0).fit(blobs)
+    assert som.n_iter_ == 7  # the 7 updates of the schedule, the last at the end width
+    # EMA epochs of 6 steps: the schedule's 20 steps reach the end width at
+    # step 19, in the 4th epoch (steps 18-23); the 5th and 6th run wholly at
+    # the end width, and their errors compare after the 6th.
+    som = KohonenQuantizer((3, 3), algorithm="ema", schedule_steps=20, max_iter=50, tol=10.0, batch_size=100)
+    assert som.fit(blobs).n_iter_ == 6 and som.n_steps_ == 36
+    # Without a neighbourhood, the second epoch may stop.
+    assert EMAQuantizer(6, max_iter=50, tol=10.0, batch_size=100).fit(blobs).n_iter_ == 2
+
+
+def test_partial_fit_after_an_early_stop_goes_on_from_where_it_stopped(blobs):
+    som = KohonenQuantizer((3, 3), schedule_steps=4, max_iter=200, tol=1e-3, random_state=0).fit(blobs)
+    before = som.quantization_error(blobs)
+    som.partial_fit(blobs[:200])
+    assert som.n_steps_ == som.n_iter_ + 1
+    assert som.neighbourhood_schedule_.length == 4  # at the end width: no widening
+    assert som.quantization_error(blobs) < 1.02 * before
+
+
+def test_coarse_to_fine_fits_are_reproducible_and_small_data_see_every_row():
+    X, _ = make_blobs(n_samples=3000, centers=8, n_features=3, random_state=0)
+    settings = dict(grid_shape=(4, 4), subsample=256, max_iter=8, init="pca", init_size=10**6)
+    a, b, c = (KohonenQuantizer(random_state=seed, **settings).fit(X) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert not np.array_equal(a.cluster_centers_, c.cluster_centers_)  # other subsamples
+    assert_consistent_fit(a, X, 8)
+    # A subsample at least as large as the data: every iteration on all rows.
+    whole = KohonenQuantizer(random_state=0, **{**settings, "subsample": None}).fit(X)
+    np.testing.assert_array_equal(KohonenQuantizer(random_state=5, **{**settings, "subsample": 3000}).fit(X).cluster_centers_,
+                                  whole.cluster_centers_)  # fmt: skip
+    assert a.quantization_error(X) < 1.1 * whole.quantization_error(X)
+
+
+def test_batch_fit_iterations_see_the_coarse_to_fine_rows(monkeypatch):
+    X, _ = make_blobs(n_samples=1000, centers=5, n_features=2, random_state=0)
+    seen = []
+    real_assign = core.assign
+
+    def recording_assign(rows, codebook, **kwargs):
+        seen.append(rows.shape[0])
+        return real_assign(rows, codebook, **kwargs)
+
+    monkeypatch.setattr("sklearn_ksom.estimators.assign", recording_assign)
+    KohonenQuantizer((3, 3), max_iter=6, subsample=100, init_size=10**6, random_state=0).fit(X)
+    # 1000 / 2^5 ... 1000 / 2, at least 100, then all rows; then the final pass.
+    assert seen == [100, 100, 125, 250, 500, 1000, 1000]
+
+
+def test_the_initialiser_sees_init_size_random_rows(blobs):
+    som = KohonenQuantizer((3, 3), init="pca", init_size=100, max_iter=0, random_state=0).fit(blobs)
+    chosen = np.sort(np.random.RandomState(0).choice(600, size=100, replace=False))
+    np.testing.assert_allclose(som.cluster_centers_, pca_codes(blobs[chosen], 9, None, None, Grid((3, 3))))
+    # By default 3 x batch_size rows (at least 3 per code): here all 600.
+    default = KohonenQuantizer((3, 3), init="pca", max_iter=0).fit(blobs)
+    np.testing.assert_allclose(default.cluster_centers_, pca_codes(blobs, 9, None, None, Grid((3, 3))))
+    # Rows of zero weight are never drawn.
+    weights = np.r_[np.zeros(300), np.ones(300)]
+    vq = EMAQuantizer(6, init="sample", init_size=50, max_iter=0, random_state=0).fit(blobs, sample_weight=weights)
+    rows = [np.flatnonzero((blobs == code).all(axis=1))[0] for code in vq.cluster_centers_]
+    assert min(rows) >= 300

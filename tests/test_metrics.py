@@ -120,7 +120,8 @@ def test_topographic_product_of_a_fitted_line_and_of_its_shuffled_codes():
     from sklearn_ksom import KohonenQuantizer
 
     X = np.random.default_rng(0).uniform(size=(2000, 1))
-    som = KohonenQuantizer((20,), random_state=0).fit(X)
+    # The former defaults' smooth map (end width 0.5, 20 iterations).
+    som = KohonenQuantizer((20,), sigma_end=0.5, max_iter=20, random_state=0).fit(X)
     fitted = metrics.topographic_product(som.cluster_centers_, som.grid_)
     assert 3e-4 < fitted < 2e-3  # about 7e-4 to 1e-3: small by nature
     # Shuffled, the codes no longer follow the line: P is off zero by about

@@ -222,7 +222,7 @@ def test_a_minisom_map_lands_on_our_grid_with_the_same_geometry(shape, hexagonal
 
 @pytest.mark.parametrize(
     ("kernel", "start", "end"),
-    [("gaussian", 4.0, 0.5), ("bubble", 4.0, 0.5), ("exponential", 10.0, 0.5), ("hard", 1.0, 0.01)],
+    [("gaussian", 4.0, 1 / 3), ("bubble", 4.0, 0.5), ("exponential", 10.0, 0.5), ("hard", 1.0, 0.01)],
 )
 def test_a_schedule_takes_each_kernels_default_widths(kernel, start, end):
     schedule = NeighbourhoodSchedule(Grid((8, 5)), kernel)

@@ -123,14 +123,13 @@ def batch_peers(X, grid_shape, plan) -> list:
     ]
 
 
-# The settings of ``fit`` tried against each peer: the defaults, the
-# defaults ending at MiniSom's own final width (its sigma = 1 decays to 1/3),
-# and mini-batch EMA epochs with that width, smaller batches and a shorter
-# memory (max_iter then counts epochs): fewer passes than the batch
-# algorithm to an online SOM's error, at the cost of a less ordered map.
+# The settings of ``fit`` tried against each peer: the defaults (coarse to
+# fine, ending at MiniSom's own final width 1/3), the former end width 0.5,
+# and mini-batch EMA epochs with the end width 1/3, smaller batches and a
+# shorter memory (max_iter then counts epochs).
 FIT_SETTINGS = {
     "defaults": {},
-    "sigma_end=1/3": {"sigma_end": 1 / 3},
+    "sigma_end=0.5": {"sigma_end": 0.5},
     "ema, batch_size=256, decay=0.95, sigma_end=1/3": {
         "algorithm": "ema",
         "batch_size": 256,

@@ -68,13 +68,16 @@ STREAMING = {
 # always timed.  Change the rungs here when the estimators' defaults change.
 LADDERS = {
     "KohonenQuantizer.fit defaults": {"trains": "fit", "against": SOM_PEERS, "rungs": [{}]},
-    "KohonenQuantizer.fit, batch algorithm": {
+    "KohonenQuantizer.fit, batch algorithm coarse to fine": {
         "trains": "fit",
         "against": SOM_PEERS,
-        "rungs": [
-            {"algorithm": "batch", "max_iter": m, "sigma_end": 1 / 3}
-            for m in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32)
-        ],
+        # The defaults but for max_iter (12 is the defaults' rung).
+        "rungs": [{"max_iter": m} for m in (4, 6, 8, 10, 12, 16, 20, 25, 32)],
+    },
+    "KohonenQuantizer.fit, batch algorithm on all rows": {
+        "trains": "fit",
+        "against": SOM_PEERS,
+        "rungs": [{"subsample": None, "max_iter": m} for m in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32)],
     },
     "KohonenQuantizer.fit, EMA epochs": {
         "trains": "fit",
@@ -94,6 +97,7 @@ LADDERS = {
     "EMAQuantizer.fit, epochs": {
         "trains": "ema_fit",
         "against": (KMEANS,),
+        # The defaults but for max_iter (3 is the defaults' rung).
         "rungs": [{"max_iter": e} for e in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20)],
     },
 }
