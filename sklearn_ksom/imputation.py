@@ -28,7 +28,7 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     quantizer : KohonenQuantizer or EMAQuantizer, default=None
         The map to fit, with ``max_missing`` > 0.  None:
-        ``KohonenQuantizer((24, 24), max_missing=0.5, max_iter=10)``, the
+        ``KohonenQuantizer((24, 24), max_missing=0.5)``, the
         map of benchmarks/imputation.md (sized for thousands of rows).
 
     Attributes
@@ -92,4 +92,4 @@ class MapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 def default_quantizer() -> KohonenQuantizer:
     """The map :class:`MapImputer` fits when given none."""
-    return KohonenQuantizer((24, 24), max_missing=0.5, max_iter=10)
+    return KohonenQuantizer((24, 24), max_missing=0.5)
