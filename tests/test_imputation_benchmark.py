@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks import imputation
 
+# A benchmark program, tested on a tiny run: `pytest -m "not benchmarks"` runs the library's tests alone.
+pytestmark = pytest.mark.benchmarks
 
 needs_images = pytest.mark.skipif(not imputation.FASHION_MNIST.exists(), reason="Fashion-MNIST is not installed")
 
