@@ -23,6 +23,8 @@ RANDOM_DRAWS = {
 ESTIMATORS = [
     EMAQuantizer(n_clusters=3, random_state=0),
     EMAQuantizer(n_clusters=3, algorithm="batch", random_state=0),
+    # Rows drawn by weight: the weights come to the host from any device.
+    EMAQuantizer(n_clusters=3, init="sample", random_state=0),
     KohonenQuantizer(grid_shape=(3,), random_state=0),
     KohonenQuantizer(grid_shape=(3,), neighbourhood="hard", schedule="inverse", random_state=0),
     KohonenQuantizer(grid_shape=(2, 2), neighbourhood="hard", sigma=0.5, toroidal=True, random_state=0),
