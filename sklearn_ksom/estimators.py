@@ -206,15 +206,23 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         # scikit-learn's namespace: the input's under array_api_dispatch,
         # NumPy (the input converted) otherwise.
         xp, _ = get_namespace(X)
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=False,
-            dtype=[xp.float64, xp.float32] if reset else None,
-            ensure_min_samples=1,
-            ensure_all_finite="allow-nan" if self.max_missing else True,
-        )
+        try:
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse=False,
+                dtype=[xp.float64, xp.float32] if reset else None,
+                ensure_min_samples=1,
+                ensure_all_finite="allow-nan" if self.max_missing else True,
+            )
+        except ValueError as error:
+            if self.max_missing or "contains NaN" not in str(error):
+                raise
+            raise ValueError(
+                f"{error} Or let {type(self).__name__} treat NaN entries as missing values: "
+                "max_missing > 0 (the largest share of a row's features that may be missing)."
+            ) from error
         if not reset:
             X = namespace(X).astype(X, self.cluster_centers_.dtype, copy=False)
         return X, bool(self.max_missing) and check_missing(X, self.max_missing)

@@ -416,3 +416,14 @@ def test_missing_values_with_the_cosine_metric_are_refused_with_nothing_changed(
     np.testing.assert_array_equal(fitted.cluster_centers_, before)
     with pytest.raises(ValueError, match="missing values .* need metric='euclidean'"):
         core.assign(X, before, metric="cosine", missing=True)
+
+
+def test_nan_without_max_missing_is_refused_with_the_way_to_accept_it():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    X[2, 1] = np.nan
+    for model in (KohonenQuantizer((2, 2)), EMAQuantizer(2)):
+        with pytest.raises(ValueError, match=r"(?s)Input X contains NaN.*max_missing > 0"):
+            model.fit(X)
+    fitted = KohonenQuantizer((2, 2), random_state=0).fit(np.nan_to_num(X))
+    with pytest.raises(ValueError, match="max_missing > 0"):
+        fitted.predict(X)
