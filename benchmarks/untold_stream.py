@@ -51,9 +51,10 @@ def stream(parts, passes, params):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "untold_stream.md")
+    parser.add_argument("--rows", type=int, default=None, help="first training and test rows (all: None)")
     args = parser.parse_args(argv)
     with threadpool_limits(1):
-        split = image_split("fashion-mnist", 64)
+        split = image_split("fashion-mnist", 64, n_train=args.rows, n_test=args.rows)
         grid = Grid(GRID)
         train_minisom, _ = peers(split.train, GRID, FULL.quality)[MINISOM_RANDOM]
         reference = metrics.quantization_error(split.test, train_minisom())
