@@ -227,20 +227,23 @@ def distances(X, codebook, *, metric: str = "euclidean", missing: bool = False):
     code; a zero code is a ``ValueError``).  ``missing=True``: NaN entries
     are missing values (Euclidean only; :func:`squared_distances`).
     """
-    _check_gaps_metric(metric, missing)
+    check_gaps_metric(metric, missing)
     if metric == "euclidean":
         return namespace(X, codebook).sqrt(squared_distances(X, codebook, missing=missing))
     units = normalised(X, metric)
     return _cosine(squared_distances(units, unit_codes(codebook, metric)), _zero_rows(units))
 
 
-def _check_gaps_metric(metric, missing):
+def check_gaps_metric(metric, missing, *, subject: str = "missing values (NaN entries) need"):
     """Missing values take the Euclidean metric only: a row with unknown
-    features has no known direction (docs/design.md section 14)."""
+    features has no known direction (docs/design.md section 14).  A
+    ``ValueError`` opening with ``subject`` (what asks for the gaps)
+    otherwise."""
     if missing and metric != "euclidean":
         raise ValueError(
-            f"missing values (NaN entries) need metric='euclidean', got metric={metric!r}: a row with "
-            "missing features has no known direction to compare by cosine."
+            f"{subject} metric='euclidean', got metric={metric!r}: a row with missing features has no "
+            "known direction to compare by cosine. Impute the gaps first (e.g. with MapImputer) or use "
+            "the Euclidean metric."
         )
 
 
@@ -479,7 +482,7 @@ def assign(
     distance is rescaled to the full dimension (docs/design.md section 14).
     Missing values take the Euclidean metric only.
     """
-    _check_gaps_metric(metric, missing)
+    check_gaps_metric(metric, missing)
     X, codebook = normalised(X, metric), unit_codes(codebook, metric)
     with _overflow_checked():
         assignment = _assign(X, codebook, second, block_rows, missing)
@@ -686,7 +689,7 @@ def ema_step(
     """
     xp = namespace(X, state.codebook) if xp is None else xp
     n_codes = state.codebook.shape[0]
-    _check_gaps_metric(metric, missing)
+    check_gaps_metric(metric, missing)
     X = normalised(X, metric)
     with _overflow_checked():
         assignment = _in_metric(_assign(X, state.codebook, False, None, missing), X, metric, n_codes)

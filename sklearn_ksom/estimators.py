@@ -44,6 +44,7 @@ from .core import (
     assignment_statistics,
     batch_som,
     distances,
+    check_gaps_metric,
     check_missing,
     coarse_to_fine_rows,
     ema_epochs,
@@ -137,13 +138,7 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
         raise NotImplementedError
 
     def _settings_from_params(self):
-        if self.max_missing > 0 and self.metric != "euclidean":
-            # A row's direction is undefined while some of its features are unknown.
-            raise ValueError(
-                f"max_missing={self.max_missing} needs metric='euclidean', got metric={self.metric!r}: "
-                "a row with missing features has no known direction to compare by cosine. Impute the "
-                "gaps first (e.g. with MapImputer) or use the Euclidean metric."
-            )
+        check_gaps_metric(self.metric, self.max_missing > 0, subject=f"max_missing={self.max_missing} needs")
         return self._schedule_from_params(), EMAConstants(
             self.decay, self.epsilon, self.initial_count, self.update
         )

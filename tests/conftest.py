@@ -50,3 +50,28 @@ def to_xp(xp, array, dtype=None):
     array = np.asarray(array)
     out = xp.asarray(array)
     return out if dtype is None else xp.astype(out, dtype)
+
+
+# ------------------------------------------------ state before and after a call
+
+
+def fitted_state(estimator):
+    """Every attribute, arrays copied, for before/after comparisons."""
+    state = {}
+    for key, value in vars(estimator).items():
+        if isinstance(value, np.ndarray):
+            state[key] = value.copy()
+        elif isinstance(value, np.random.RandomState):
+            state[key] = value.get_state()[1].copy()
+        else:
+            state[key] = value
+    return state
+
+
+def assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], np.ndarray):
+            np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+        else:
+            assert before[key] is after[key] or before[key] == after[key], key

@@ -13,7 +13,7 @@ from sklearn_ksom import EMAQuantizer, KohonenQuantizer, core, metrics
 from sklearn_ksom.topology import Grid, NeighbourhoodSchedule
 from torch_adapter import EMAVQ, KohonenVQ
 
-from .conftest import to_xp
+from .conftest import assert_same_state, fitted_state, to_xp
 
 
 def brute_force_cosine_distances(X, W):
@@ -234,27 +234,15 @@ def test_rows_of_zeros_are_placed_by_the_convention_and_leave_the_codes_directio
     np.testing.assert_allclose(streamed.cluster_centers_, reference.cluster_centers_, atol=1e-12)
 
 
-def state_of(estimator):
-    return {name: np.copy(value) if isinstance(value, np.ndarray) else value for name, value in vars(estimator).items()}
-
-
-def assert_same_state(estimator, before):
-    after = state_of(estimator)
-    assert after.keys() == before.keys()
-    for name, value in before.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(after[name], value)
-
-
 def test_an_init_array_with_a_zero_code_is_refused_and_changes_nothing():
     estimator = fresh("ema-vq").fit(BLOBS)
-    before = state_of(estimator)
     init = np.ones((6, 6))
     init[2] = 0
     estimator.set_params(init=init)
+    before = fitted_state(estimator)
     with pytest.raises(ValueError, match=r"init has 1 code\(s\) of zeros \(rows 2\).*init='k-means\+\+'"):
         estimator.fit(BLOBS)
-    assert_same_state(estimator, before)
+    assert_same_state(before, fitted_state(estimator))
 
 
 def test_a_pca_start_with_a_code_at_the_origin_is_refused_with_advice():
@@ -266,12 +254,12 @@ def test_a_pca_start_with_a_code_at_the_origin_is_refused_with_advice():
 
 def test_changing_the_metric_of_a_fitted_codebook_is_refused_and_changes_nothing():
     estimator = fresh("som-ema").fit(BLOBS)
-    before = state_of(estimator)
+    before = fitted_state(estimator)
     estimator.set_params(metric="euclidean")
     with pytest.raises(ValueError, match="metric changed after fitting.*metric='cosine'"):
         estimator.partial_fit(BLOBS[:10])
     estimator.set_params(metric="cosine")
-    assert_same_state(estimator, before)
+    assert_same_state(before, fitted_state(estimator))
     estimator.partial_fit(BLOBS[:10])  # set back: it goes on
 
 

@@ -20,7 +20,7 @@ from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.initialisation import pca_codes
 from sklearn_ksom.topology import Grid, dense_matrix, neighbourhood_operator
 
-from .conftest import to_xp
+from .conftest import assert_same_state, fitted_state, to_xp
 from .formula_reference import grid_distances, ksom_settings, reference_run, topographic_error
 
 
@@ -28,28 +28,6 @@ from .formula_reference import grid_distances, ksom_settings, reference_run, top
 def blobs():
     X, _ = make_blobs(n_samples=600, centers=6, n_features=4, random_state=0)
     return X
-
-
-def fitted_state(estimator):
-    """Every attribute, arrays copied, for before/after comparisons."""
-    state = {}
-    for key, value in vars(estimator).items():
-        if isinstance(value, np.ndarray):
-            state[key] = value.copy()
-        elif isinstance(value, np.random.RandomState):
-            state[key] = value.get_state()[1].copy()
-        else:
-            state[key] = value
-    return state
-
-
-def assert_same_state(before, after):
-    assert before.keys() == after.keys()
-    for key in before:
-        if isinstance(before[key], np.ndarray):
-            np.testing.assert_array_equal(before[key], after[key], err_msg=key)
-        else:
-            assert before[key] is after[key] or before[key] == after[key], key
 
 
 # ------------------------------------------------------------ fitting

@@ -20,7 +20,7 @@ from sklearn_ksom._array_api import to_numpy
 from sklearn_ksom.initialisation import INITIALISERS
 from sklearn_ksom.topology import Grid, neighbourhood_operator
 
-from .conftest import to_xp
+from .conftest import assert_same_state, fitted_state, to_xp
 
 # Quarter-integers: sums of their squares are exact, so ties break alike
 # (lowest index) in the core and in the loops here.
@@ -270,18 +270,6 @@ def test_gaps_on_any_namespace_match_numpy(xp, blobs, algorithm):
 # ------------------------------------------------------------ refusals
 
 
-def fitted_state(model):
-    return {name: np.copy(value) if isinstance(value, np.ndarray) else value for name, value in vars(model).items()}
-
-
-def assert_unchanged(model, before):
-    after = fitted_state(model)
-    assert after.keys() == before.keys()
-    for name, value in before.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(after[name], value)
-
-
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_rows_with_too_many_gaps_are_refused_by_name_and_nothing_changes(method, blobs):
     one_gap = blobs.copy()
@@ -293,7 +281,7 @@ def test_rows_with_too_many_gaps_are_refused_by_name_and_nothing_changes(method,
     X[40, :] = np.nan  # none observed
     with pytest.raises(ValueError, match=r"2 row\(s\).*max_missing=0.25.*1 of them with none observed.*\[7, 40\]"):
         getattr(model, method)(X)
-    assert_unchanged(model, before)
+    assert_same_state(before, fitted_state(model))
     for name in ("predict", "transform", "score", "impute", "quantization_error", "topographic_error"):
         with pytest.raises(ValueError, match=r"rows \[7, 40\]"):
             getattr(model, name)(X)
@@ -311,7 +299,7 @@ def test_nan_is_refused_as_before_with_max_missing_zero(blobs):
     before = fitted_state(model)
     with pytest.raises(ValueError, match="Input X contains NaN"):
         model.partial_fit(X)
-    assert_unchanged(model, before)
+    assert_same_state(before, fitted_state(model))
 
 
 def test_infinity_is_refused_even_with_max_missing(blobs):
@@ -388,7 +376,7 @@ def test_dask_fit_with_gaps_equals_the_in_memory_fit(blobs):
         before = fitted_state(on_dask)
         with pytest.raises(ValueError, match=r"2 row\(s\).*rows \[5, 299\]"):
             on_dask.fit(da.from_array(broken, chunks=150))
-        assert_unchanged(on_dask, before)
+        assert_same_state(before, fitted_state(on_dask))
         with pytest.raises(ValueError, match=r"rows \[(5|299)\]"):  # the chunk computed first
             on_dask.predict(da.from_array(broken, chunks=150)).compute()
 
