@@ -269,7 +269,7 @@ def squared_norms(X):
 def squared_distances(X, codebook, *, missing: bool = False):
     """||x_i - w_k||^2 for every sample and code, (N, K), by one GEMM.
 
-    Computed relative to a point near the codebook's mean (see
+    Computed relative to a point among the codes (see
     :func:`reference_point`), so data far from the origin lose nothing to
     cancellation; raises a ``ValueError`` when a distance overflows.
 
@@ -294,7 +294,7 @@ def squared_distances(X, codebook, *, missing: bool = False):
 
 
 def reference_point(codebook):
-    """The point distances are computed from: near the codebook's mean, (D,).
+    """The point distances are computed from: a code near the codebook's middle, or 0, (D,).
 
     ||x||^2 - 2 x.w + ||w||^2 cancels catastrophically when x and w lie far
     from the origin next to their distance (float32 data at offset 1e4 lose
@@ -304,24 +304,28 @@ def reference_point(codebook):
     that point, not from the origin.  Subtracting it costs O(N D) next to
     the GEMM's O(N D K).
 
-    The mean is rounded to a multiple of the largest power of two not above
-    the first code's largest deviation from it (so it moves by at most half
-    that deviation, staying among the codes): data on a coarse grid
-    (integers, pixel levels) then stay exact when shifted, and ties between
-    equidistant codes break as in a brute-force search.  The mean is one
-    matrix-vector product and the step reads D numbers, not K x D: this
-    runs on every streaming step (docs/design.md section 11).
+    The point is the code nearest the codebook's mean, not the mean itself:
+    one code far from the rest (a dead code of an EMA run without a count
+    floor) drags the mean off the data by 1/K of its distance, but the code
+    nearest the dragged mean is still one of the others.  Being a code, the
+    point keeps data on the codes' grid (integers, pixel levels) exact when
+    shifted, so ties between equidistant codes break as in a brute-force
+    search.  It is 0 when the origin lies no farther from that code than the
+    next code nearest the mean does (data around the origin): then nothing
+    is shifted, and on the host the pass over X is skipped.  Cost: the mean
+    (one matrix-vector product) and one pass over the K x D codebook, on
+    every streaming step (docs/design.md section 11).
     """
     xp = namespace(codebook)
     n_codes = codebook.shape[0]
     ones = xp.ones((1, n_codes), dtype=codebook.dtype, device=device_of(codebook))
     with _overflow_checked():
-        mean = xp.reshape(xp.matmul(ones, codebook), (-1,)) / n_codes
-        step = 2.0 ** xp.floor(xp.log2(xp.max(xp.abs(codebook[0, ...] - mean))))
-        rounded = xp.round(mean / step) * step
-    # The first code at the mean (a zero step: one code, or all equal) or a
-    # subnormal deviation: the first code itself.
-    return xp.where(xp.isfinite(rounded), rounded, codebook[0, ...])
+        mean = xp.matmul(ones, codebook) / n_codes
+        # The two codes nearest the mean: the point, and the scale around it.
+        two = xp.take(codebook, xp.argsort(squared_norms(codebook - mean))[:2], axis=0)
+        point = two[0, ...]
+        near_origin = squared_norms(point) <= squared_norms(two[-1, ...] - point)
+    return point * xp.astype(~near_origin, codebook.dtype)
 
 
 def _overflow_checked():
