@@ -36,6 +36,8 @@ from .topology import Neighbourhood, NeighbourhoodSchedule
 # long).  A GPU wants few large launches: 2**24 entries (64 MiB).
 HOST_BLOCK_ENTRIES = 2**20
 ACCELERATOR_BLOCK_ENTRIES = 2**24
+# Entries of the (rows, K, D) differences the exact fallback holds at once.
+DIRECT_BLOCK_ENTRIES = 2**22
 MIN_BLOCK_ROWS = 256
 
 
@@ -284,11 +286,18 @@ def squared_distances(X, codebook, *, missing: bool = False):
         if missing:
             centred, mask = masked_parts(centred)
             distances = _masked_scores(centred, mask, _masked_augmented(codebook - reference, xp), xp)
-            distances += xp.reshape(squared_norms(centred), (-1, 1))
-            distances = distances * xp.reshape(_rescaling(mask, xp), (-1, 1))
         else:
             distances = _scores(centred, _augmented(codebook - reference, xp), xp)
-            distances += xp.reshape(squared_norms(centred), (-1, 1))
+        norms = squared_norms(centred)
+        error = _rounding_error(norms, X.shape[1], xp)
+        imprecise = _imprecise(error, xp.min(distances, axis=1) + norms, xp)
+        distances += xp.reshape(norms, (-1, 1))
+        if missing:
+            distances = distances * xp.reshape(_rescaling(mask, xp), (-1, 1))
+        if imprecise is not None:  # rows far from r next to their distances: by differences
+            index = xp.nonzero(imprecise)[0]
+            exact = _direct_squared_distances(xp.take(X, index, axis=0), codebook, xp, missing)
+            distances = _merged(imprecise, index, exact, distances, xp)
     _check_finite(distances, xp)
     return xp.clip(distances, min=0)
 
@@ -322,7 +331,7 @@ def reference_point(codebook):
     with _overflow_checked():
         mean = xp.matmul(ones, codebook) / n_codes
         # The two codes nearest the mean: the point, and the scale around it.
-        two = xp.take(codebook, xp.argsort(squared_norms(codebook - mean))[:2], axis=0)
+        two = xp.take(codebook, xp.argsort(squared_norms(codebook - mean), stable=False)[:2], axis=0)
         point = two[0, ...]
         near_origin = squared_norms(point) <= squared_norms(two[-1, ...] - point)
     return point * xp.astype(~near_origin, codebook.dtype)
@@ -442,7 +451,29 @@ def too_many_missing(first_rows, n_refused: int, n_empty: int, n_features: int, 
     )
 
 
-def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False) -> Assignment:
+# The GEMM's distances err by at most about 4 (D + 2) eps ||x - r||^2 (a dot
+# product of n terms errs by at most about n eps times the sum of the terms'
+# sizes, and those of ||w||^2 - 2 x.w, taken from the reference point r with
+# the winner near x, sum to about 4 ||x - r||^2; docs/design.md section 11).
+# A row within WINNER_SHARE times that error of its winner whose runner-up is
+# within the error (a near tie, or a row far from r) is assigned again by
+# differences (O(K D)); a row whose error exceeds 1/DISTANCE_SHARE of its
+# distance and of a floor (:func:`_imprecise`) has its distances computed
+# again by differences (O(D) to the winner; O(K D) a row of a full matrix).
+DISTANCE_SHARE = 2**8
+WINNER_SHARE = 2**4
+
+
+def _rounding_error(norms, n_features: int, xp, times: float = 1):
+    """The worst-case rounding error of a row's scores, (N,), from its
+    squared distances to the reference point ``norms`` (``times`` it)."""
+    return norms * (4 * (n_features + 2) * float(xp.finfo(norms.dtype).eps) * times)
+
+
+def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False):
+    """The assignment of one block of rows, the rows whose winner the
+    rounding may have changed (:func:`_doubtful`) and those whose distance
+    it may have spoilt (:func:`_imprecise`): (N,) booleans, or None."""
     # X is relative to the reference point, like the augmented codebook.
     # argmin over ||w||^2 - 2 x.w: ||x||^2 does not change the winner (nor,
     # with missing values, the row's positive rescaling factor).
@@ -454,15 +485,133 @@ def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False
     first = xp.argmin(scores, axis=1)
     # The winner's score read back: a gather, not a second pass over N x K.
     best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
-    squared_distance = xp.clip(best + squared_norms(X), min=0)
+    norms = squared_norms(X)
+    distance = best + norms
+    doubtful = imprecise = None
+    # One test in the common case: no row close to a code or far from r.
+    if bool(xp.any(_rounding_error(norms, X.shape[1], xp, DISTANCE_SHARE) > distance)):
+        error = _rounding_error(norms, X.shape[1], xp)
+        doubtful = _doubtful(error, distance, best, scores, xp)
+        imprecise = _imprecise(error, distance, xp)
+    squared_distance = xp.clip(distance, min=0)
     if missing:
         squared_distance = squared_distance * _rescaling(mask, xp)
+    runner_up = xp.argmin(_without_winner(scores, first, xp), axis=1) if second else None
+    return Assignment(first, squared_distance, runner_up), doubtful, imprecise
+
+
+def _imprecise(error, distance, xp):
+    """Rows whose squared ``distance`` the rounding ``error`` may have
+    spoilt: (N,) booleans, or None where there are none.
+
+    A row is imprecise when its error exceeds 1/DISTANCE_SHARE of the larger
+    of its distance and the floor: the other rows' share of the block's
+    mean distance.  Every distance is then within 1/DISTANCE_SHARE of the
+    larger of itself and the mean distance, and their sum (inertia, QE)
+    within 2/DISTANCE_SHARE of exact; a row close to its code is not
+    recomputed for a relative error that no sum can see.
+    """
+    scaled = error * DISTANCE_SHARE
+    precise = scaled <= distance
+    floor = xp.sum(xp.where(precise, distance, xp.zeros_like(distance))) / distance.shape[0]
+    imprecise = scaled > xp.maximum(distance, floor)
+    return imprecise if bool(xp.any(imprecise)) else None
+
+
+def _winner_distances(X, codebook, rows, assignment: Assignment, xp, missing: bool) -> Assignment:
+    """``assignment`` with the squared distance of its ``rows`` (N,) to their
+    winners by differences: exact to rounding wherever X lies, O(D) a row.
+    With ``missing``, over the observed features, rescaled to the full
+    dimension."""
+    index = xp.nonzero(rows)[0]
+    samples = xp.take(X, index, axis=0)
+    difference = samples - xp.take(codebook, xp.take(assignment.first, index), axis=0)
+    if missing:
+        difference = xp.where(xp.isnan(difference), 0.0, difference)
+    exact = squared_norms(difference)
+    if missing:
+        exact = exact * _rescaling(masked_parts(samples)[1], xp)
+    return assignment._replace(squared_distance=_merged(rows, index, exact, assignment.squared_distance, xp))
+
+
+def _without_winner(scores, first, xp):
+    """``scores`` (N, K) with each row's entry ``first`` set to infinity."""
+    codes = xp.reshape(xp.arange(scores.shape[1], device=device_of(scores)), (1, -1))
+    return xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
+
+
+def _candidates(error, distance, share):
+    """Rows whose squared ``distance`` to the nearest code is below ``share``
+    times the rounding ``error`` of their scores, (N,) booleans."""
+    return error * share > distance
+
+
+def _doubtful(error, distance, best, scores, xp):
+    """Rows whose winner the rounding ``error`` of their ``scores`` may have
+    changed, (N,) booleans, or None where there are none.
+
+    One pass over the N numbers finds the candidates, whose squared
+    ``distance`` to the winner is below WINNER_SHARE times their error (a
+    row close to a code, or far from the reference point); of those, the
+    rows with another score within the error of the ``best`` are doubtful.
+    A row left out of the candidates has a gap to its runner-up below its
+    error only in a near tie, within 1/WINNER_SHARE of its distance to the
+    winner.
+    """
+    candidates = _candidates(error, distance, WINNER_SHARE)
+    if not bool(xp.any(candidates)):
+        return None
+    index = xp.nonzero(candidates)[0]
+    within = xp.take(scores, index, axis=0) <= xp.reshape(xp.take(best + error, index), (-1, 1))
+    doubtful = xp.count_nonzero(within, axis=1) > 1
+    if not bool(xp.any(doubtful)):
+        return None
+    return _merged(candidates, index, doubtful, xp.zeros_like(candidates), xp)
+
+
+def _direct_squared_distances(X, codebook, xp, missing: bool = False):
+    """||x_i - w_k||^2 by differences, (N, K): no cancellation, O(N K D)
+    memory traffic; for the few rows the GEMM cannot resolve.  With
+    ``missing``, over the observed features, rescaled to the full dimension."""
+    n_codes, n_features = codebook.shape
+    chunk = max(1, DIRECT_BLOCK_ENTRIES // max(n_codes * n_features, 1))
+    parts = []
+    n_samples = X.shape[0]
+    for start in range(0, n_samples, chunk):
+        difference = X[start:min(start + chunk, n_samples), None, :] - codebook[None, :, :]
+        if missing:
+            difference = xp.where(xp.isnan(difference), 0.0, difference)
+        parts.append(xp.sum(difference * difference, axis=-1))
+    distances = xp.concat(parts) if len(parts) > 1 else parts[0]
+    if missing:
+        distances = distances * xp.reshape(_rescaling(masked_parts(X)[1], xp), (-1, 1))
+    return distances
+
+
+def _merged(replaced, index, new, old, xp):
+    """``old`` with its rows where ``replaced`` (N,) taken from ``new`` (the
+    rows ``index`` = nonzero(replaced), in order)."""
+    position = xp.clip(xp.cumulative_sum(xp.astype(replaced, xp.int64)) - 1, min=0)
+    taken = xp.take(new, position, axis=0)
+    where = replaced if old.ndim == 1 else xp.reshape(replaced, (-1, 1))
+    return xp.where(where, taken, old)
+
+
+def _direct_assignment(X, codebook, imprecise, assignment: Assignment, xp, missing: bool) -> Assignment:
+    """``assignment`` with its ``imprecise`` rows assigned by differences."""
+    index = xp.nonzero(imprecise)[0]
+    distances = _direct_squared_distances(xp.take(X, index, axis=0), codebook, xp, missing)
+    first = xp.argmin(distances, axis=1)
+    best = xp.reshape(xp.take_along_axis(distances, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     runner_up = None
-    if second:
-        codes = xp.reshape(xp.arange(augmented_codebook.shape[0], device=device_of(X)), (1, -1))
-        masked = xp.where(codes == xp.reshape(first, (-1, 1)), xp.inf, scores)
-        runner_up = xp.argmin(masked, axis=1)
-    return Assignment(first, squared_distance, runner_up)
+    if assignment.second is not None:
+        runner_up = xp.argmin(_without_winner(distances, first, xp), axis=1)
+        runner_up = _merged(imprecise, index, runner_up, assignment.second, xp)
+    return Assignment(
+        _merged(imprecise, index, first, assignment.first, xp),
+        _merged(imprecise, index, best, assignment.squared_distance, xp),
+        runner_up,
+    )
 
 
 def assign(
@@ -525,7 +674,15 @@ def _assign(X, codebook, second, block_rows, missing=False) -> Assignment:
     def block(rows):
         # A missing entry stays NaN when shifted: the reference moves the
         # observed entries only.
-        return _assign_block(X[rows, ...] - reference if shift else X[rows, ...], augmented, second, xp, missing)
+        part = X[rows, ...]
+        shifted = part - reference if shift else part
+        assignment, doubtful, imprecise = _assign_block(shifted, augmented, second, xp, missing)
+        # Rows far from r next to their distances: by differences.
+        if doubtful is not None:
+            assignment = _direct_assignment(part, codebook, doubtful, assignment, xp, missing)
+        if imprecise is not None:
+            assignment = _winner_distances(part, codebook, imprecise, assignment, xp, missing)
+        return assignment
 
     if block_rows is None:
         entries = ACCELERATOR_BLOCK_ENTRIES if accelerator else HOST_BLOCK_ENTRIES
