@@ -334,7 +334,7 @@ def reference_point(codebook):
         two = xp.take(codebook, xp.argsort(squared_norms(codebook - mean), stable=False)[:2], axis=0)
         point = two[0, ...]
         near_origin = squared_norms(point) <= squared_norms(two[-1, ...] - point)
-    return point * xp.astype(~near_origin, codebook.dtype)
+    return xp.where(near_origin, 0.0, point)
 
 
 def _overflow_checked():
