@@ -337,6 +337,13 @@ def reference_point(codebook):
     return xp.where(near_origin, 0.0, point)
 
 
+def _shifts(reference, X, xp) -> bool:
+    """Whether data are taken relative to ``reference``: on an accelerator
+    always (the test would cost a device sync), on the host unless the
+    reference is 0 (data around the origin skip the pass over X)."""
+    return on_accelerator(X) or bool(xp.any(reference))
+
+
 def _overflow_checked():
     """NumPy's overflow warnings in a distance computation, silenced: the
     one clear error of :func:`_check_finite` replaces them."""
@@ -660,15 +667,14 @@ def _in_metric(assignment: Assignment, X, metric: str, n_codes: int) -> Assignme
     return Assignment(first, distance, second)
 
 
-def _assign(X, codebook, second, block_rows, missing=False) -> Assignment:
-    """:func:`assign` without the finiteness check (the caller makes it)."""
+def _assign(X, codebook, second, block_rows, missing=False, reference=None) -> Assignment:
+    """:func:`assign` without the finiteness check (the caller makes it);
+    ``reference``: the codebook's :func:`reference_point`, if known."""
     xp = namespace(X, codebook)
     n_samples = X.shape[0]
-    reference = reference_point(codebook)
+    reference = reference_point(codebook) if reference is None else reference
     accelerator = on_accelerator(X)
-    # Data around the origin round the reference to zero: on the host, where
-    # the test costs no device sync, they skip the pass over X.
-    shift = accelerator or bool(xp.any(reference))
+    shift = _shifts(reference, X, xp)
     augmented = (_masked_augmented if missing else _augmented)(codebook - reference if shift else codebook, xp)
 
     def block(rows):
@@ -697,7 +703,7 @@ def _assign(X, codebook, second, block_rows, missing=False) -> Assignment:
     )
 
 
-def code_statistics(X, units, n_codes: int, sample_weight=None, *, missing: bool = False, xp=None):
+def code_statistics(X, units, n_codes: int, sample_weight=None, *, missing: bool = False, reference=None, xp=None):
     """Counts colsum(E) (K,) and sums E^T Z (K, D) of a hard assignment.
 
     With weights w, ``counts[k] = sum_{i: units[i]=k} w_i`` and
@@ -705,19 +711,29 @@ def code_statistics(X, units, n_codes: int, sample_weight=None, *, missing: bool
     (docs/design.md section 2).  Both are scatter-adds over the rows; each
     backend's fastest one is in :mod:`sklearn_ksom._array_api`.
 
+    ``reference`` (a point near the data, such as the codebook's
+    :func:`reference_point`): the sums are added up relative to it,
+    E^T (Z - r) + counts r, so that data far from the origin lose only the
+    last rounding, not one per row added (docs/design.md section 11).
+
     ``missing=True``: NaN entries are missing values and count nowhere: the
     sums add the observed entries, E^T (X zero-filled), and the counts
     become per code and feature, E^T M (K, D), both in one scatter-add
     (docs/design.md section 14).
     """
     xp = namespace(X, units) if xp is None else xp
+    shift = reference is not None and _shifts(reference, X, xp)
+    if shift:
+        X = X - reference  # a missing entry stays NaN
     if missing:
         n_features = X.shape[1]
         filled, mask = masked_parts(X)
         both = scatter_add_rows(xp.concat([filled, mask], axis=1), units, n_codes, sample_weight, xp=xp)
-        return both[:, n_features:], both[:, :n_features]
-    counts = count_labels(units, n_codes, sample_weight, dtype=X.dtype, xp=xp)
-    return counts, scatter_add_rows(X, units, n_codes, sample_weight, xp=xp)
+        counts, sums = both[:, n_features:], both[:, :n_features]
+    else:
+        counts = count_labels(units, n_codes, sample_weight, dtype=X.dtype, xp=xp)
+        sums = scatter_add_rows(X, units, n_codes, sample_weight, xp=xp)
+    return counts, (sums + per_code(counts, xp) * reference if shift else sums)
 
 
 def spread_statistics(neighbourhood: Neighbourhood, counts, sums, *, xp=None):
@@ -735,6 +751,15 @@ def spread_statistics(neighbourhood: Neighbourhood, counts, sums, *, xp=None):
     if counts.ndim == 2:
         return spread[:, sums.shape[1] :], spread[:, : sums.shape[1]]
     return spread[:, -1], spread[:, :-1]
+
+
+def _spread_about(neighbourhood: Neighbourhood, counts, sums, reference, xp):
+    """:func:`spread_statistics` with the sums taken relative to
+    ``reference`` first: spread counts, and spread sums about the reference.
+    Spreading adds up K terms of the size of the data; relative to a point
+    among the codes they are the size of the codes' spread, so data far
+    from the origin keep their digits (docs/design.md section 11)."""
+    return spread_statistics(neighbourhood, counts, sums - per_code(counts, xp) * reference, xp=xp)
 
 
 def per_code(counts, xp):
@@ -852,9 +877,14 @@ def ema_step(
     n_codes = state.codebook.shape[0]
     check_gaps_metric(metric, missing)
     X = normalised(X, metric)
+    reference = reference_point(state.codebook)
+    shift = _shifts(reference, X, xp)  # sums and spread relative to it (section 11)
     with _overflow_checked():
-        assignment = _in_metric(_assign(X, state.codebook, False, None, missing), X, metric, n_codes)
-    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, missing=missing, xp=xp)
+        assignment = _assign(X, state.codebook, False, None, missing, reference=reference)
+        assignment = _in_metric(assignment, X, metric, n_codes)
+    counts, sums = code_statistics(
+        X, assignment.first, n_codes, sample_weight, missing=missing, reference=reference if shift else None, xp=xp
+    )
     if reduce is None:
         _check_finite(assignment.squared_distance, xp)
     else:
@@ -862,7 +892,11 @@ def ema_step(
         with _overflow_checked():
             sums = sums + 0 * xp.sum(assignment.squared_distance)
         counts, sums = reduce(counts, sums)
-    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
+    if neighbourhood.is_identity or not shift:
+        spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
+    else:
+        spread_counts, about = _spread_about(neighbourhood, counts, sums, reference, xp)
+        spread_sums = about + per_code(spread_counts, xp) * reference
     new_state = ema_update(
         state,
         spread_counts,
@@ -887,12 +921,16 @@ def batch_statistics(X, codebook, sample_weight=None, *, metric: str = "euclidea
     """
     X = normalised(X, metric)
     assignment = assign(X, codebook, metric=metric, missing=missing)
-    return assignment_statistics(X, assignment, codebook.shape[0], sample_weight, missing=missing)
+    reference = reference_point(unit_codes(codebook, metric))
+    return assignment_statistics(X, assignment, codebook.shape[0], sample_weight, missing=missing, reference=reference)
 
 
-def assignment_statistics(X, assignment: Assignment, n_codes: int, sample_weight=None, *, missing: bool = False):
-    """:func:`batch_statistics` of an assignment already made."""
-    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, missing=missing)
+def assignment_statistics(
+    X, assignment: Assignment, n_codes: int, sample_weight=None, *, missing: bool = False, reference=None
+):
+    """:func:`batch_statistics` of an assignment already made (sums added up
+    relative to ``reference``: see :func:`code_statistics`)."""
+    counts, sums = code_statistics(X, assignment.first, n_codes, sample_weight, missing=missing, reference=reference)
     error = assignment.squared_distance
     if sample_weight is not None:
         error = error * sample_weight
@@ -910,10 +948,13 @@ def batch_som_update(codebook, counts, sums, neighbourhood: Neighbourhood, *, me
     W_kd = (P^T S)_kd / (C P)_kd where positive (docs/design.md section 14).
     """
     xp = namespace(codebook, counts) if xp is None else xp
-    spread_counts, spread_sums = spread_statistics(neighbourhood, counts, sums, xp=xp)
+    # Relative to a point among the codes: data far from the origin keep
+    # their digits through the spread and the division (section 11).
+    reference = reference_point(codebook)
+    spread_counts, about = _spread_about(neighbourhood, counts, sums, reference, xp)
     active = spread_counts > 0
     safe = per_code(xp.where(active, spread_counts, xp.ones_like(spread_counts)), xp)
-    updated = xp.where(per_code(active, xp), spread_sums / safe, codebook)
+    updated = xp.where(per_code(active, xp), reference + about / safe, codebook)
     if metric == "euclidean":
         return updated
     check_metric(metric)

@@ -51,6 +51,7 @@ from .core import (
     ema_step,
     initial_state,
     normalised,
+    reference_point,
     resting_state,
     unit_codes,
 )
@@ -346,7 +347,10 @@ class _BaseQuantizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterM
             # final codebook and all rows, gives labels_ with no extra pass.
             assignment = assign(rows, codebook, metric=self.metric, missing=missing)
             n_codes = codebook.shape[0]
-            return (*assignment_statistics(rows, assignment, n_codes, weights, missing=missing), assignment.first)
+            # Sums added up relative to a point among the codes (docs/design.md section 11).
+            reference = reference_point(codebook)
+            statistics = assignment_statistics(rows, assignment, n_codes, weights, missing=missing, reference=reference)
+            return (*statistics, assignment.first)
 
         schedule = schedule.over(self.max_iter) if self.max_iter else schedule
         rows = None if candidates is None else coarse_to_fine_rows(candidates.shape[0], schedule.length, self.subsample)

@@ -282,3 +282,42 @@ def test_any_float32_clusters_get_the_nearest_codes_of_a_brute_force_search(
     for computed in (assignment.squared_distance, core.squared_distances(X, W).min(1)):
         np.testing.assert_array_less(np.abs(computed - nearest), bound)
         assert abs(computed.sum() - nearest.sum()) <= 2 * nearest.sum() / core.DISTANCE_SHARE
+
+
+# ------------------------------------------------------ statistics far from the origin
+
+
+@pytest.mark.parametrize(
+    "make, tolerance",
+    [
+        (lambda: KohonenQuantizer((4, 4), random_state=0), 0.01),  # QE 1.296 (1.66x) before
+        (lambda: KohonenQuantizer((4, 4), algorithm="ema", random_state=0), 0.05),  # 0.878 (1.13x) before
+    ],
+)
+def test_training_far_from_the_origin_reaches_the_quality_it_has_at_the_origin(make, tolerance):
+    # Sums of float32 rows at 1e6 lost a rounding per row added (the mean
+    # of the PCA start was 18 off, the batch codes ~1 off): they are now
+    # added up relative to a point near the data.
+    X = np.random.default_rng(0).normal(size=(3000, 3))
+    offset = 1e6
+    near = make().fit(X.astype(np.float32))
+    far = make().fit((X + offset).astype(np.float32))
+    exact = X + offset
+    quality = metrics.quantization_error(exact, far.cluster_centers_.astype(np.float64))
+    assert quality <= (1 + tolerance) * metrics.quantization_error(X, near.cluster_centers_.astype(np.float64))
+
+
+def test_the_mean_of_the_starting_codebook_keeps_its_digits_far_from_the_origin():
+    from sklearn_ksom.initialisation import observed_mean, weighted_mean
+
+    X = np.random.default_rng(1).normal(size=(3000, 3)) + 1e6
+    X32 = X.astype(np.float32)
+    exact = X32.astype(np.float64).mean(0)
+    np.testing.assert_allclose(weighted_mean(X32), exact, atol=0.1)  # 18 off before
+    gappy = X32.copy()
+    gappy[::5, 1] = np.nan
+    np.testing.assert_allclose(observed_mean(gappy), np.nanmean(gappy.astype(np.float64), 0), atol=0.1)
+    weights = np.random.default_rng(2).random(3000)
+    np.testing.assert_allclose(
+        weighted_mean(X32, weights), np.average(X32.astype(np.float64), axis=0, weights=weights), atol=0.1
+    )
