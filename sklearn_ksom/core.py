@@ -289,8 +289,10 @@ def squared_distances(X, codebook, *, missing: bool = False):
         else:
             distances = _scores(centred, _augmented(codebook - reference, xp), xp)
         norms = squared_norms(centred)
+        nearest = xp.min(distances, axis=1) + norms
+        _check_underflow(norms, nearest, centred, xp)
         error = _rounding_error(norms, X.shape[1], xp)
-        imprecise = _imprecise(error, xp.min(distances, axis=1) + norms, xp)
+        imprecise = _imprecise(error, nearest, xp)
         distances += xp.reshape(norms, (-1, 1))
         if missing:
             distances = distances * xp.reshape(_rescaling(mask, xp), (-1, 1))
@@ -359,6 +361,24 @@ def _check_finite(squared, xp):
             f"Squared distances overflow {squared.dtype} (or are NaN): some samples lie about "
             f"{limit:.0e} or more from the codes, or the samples or the codebook hold NaN or "
             "infinity. Rescale X (e.g. with StandardScaler) or pass float64 data."
+        )
+
+
+def _check_underflow(norms, distance, shifted, xp):
+    """Refuse data whose squares underflow: every row's squared distance to
+    the reference point (``norms``) and to its nearest code (``distance``)
+    below the smallest normal number over eps, while not every row sits on
+    the point (``shifted`` = X - r not all 0).  Distances there round to 0
+    or lose their digits (float32 data and codes around 1e-16 and
+    smaller).  One reduction over the N norms where all is well."""
+    info = xp.finfo(norms.dtype)
+    limit = float(info.smallest_normal) / float(info.eps)
+    if bool(xp.max(norms) < limit) and bool(xp.max(distance) < limit) and bool(xp.any(shifted != 0)):
+        limit = limit**0.5
+        raise ValueError(
+            f"Squared distances underflow {norms.dtype}: the samples lie within about {limit:.0e} of the codes "
+            "and of one another, so their squares fall below the smallest normal number and distances lose "
+            "their digits. Rescale X (e.g. with StandardScaler) or pass float64 data."
         )
 
 
@@ -494,6 +514,7 @@ def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False
     best = xp.reshape(xp.take_along_axis(scores, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     norms = squared_norms(X)
     distance = best + norms
+    _check_underflow(norms, distance, X, xp)
     doubtful = imprecise = None
     # One test in the common case: no row close to a code or far from r.
     if bool(xp.any(_rounding_error(norms, X.shape[1], xp, DISTANCE_SHARE) > distance)):

@@ -321,3 +321,31 @@ def test_the_mean_of_the_starting_codebook_keeps_its_digits_far_from_the_origin(
     np.testing.assert_allclose(
         weighted_mean(X32, weights), np.average(X32.astype(np.float64), axis=0, weights=weights), atol=0.1
     )
+
+
+# ---------------------------------------------------------------- underflow
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "ema"])
+def test_data_whose_squares_underflow_are_refused_not_assigned(algorithm):
+    # float32 data around 1e-30: every squared distance rounded to 0, and
+    # QE came back 0.0 (true 0.89e-30), the fit assigning every row to code 0.
+    X = (np.random.default_rng(0).normal(size=(300, 3)) * 1e-30).astype(np.float32)
+    som = KohonenQuantizer((3, 3), algorithm=algorithm, random_state=0)
+    with pytest.raises(ValueError, match="underflow float32"):
+        som.fit(X)
+    assert not hasattr(som, "cluster_centers_")
+    W = X[:9] * np.float32(1.5)
+    for compute in (core.assign, core.squared_distances):
+        with pytest.raises(ValueError, match="underflow float32"):
+            compute(X, W)
+
+
+def test_tiny_rows_near_ordinary_codes_or_on_them_are_not_underflow():
+    X = (np.random.default_rng(0).normal(size=(300, 3)) * 1e-30).astype(np.float32)
+    W = np.random.default_rng(1).normal(size=(9, 3)).astype(np.float32)
+    assert np.array_equal(core.assign(X, W).first, brute_force(X, W).argmin(1))
+    ones = np.ones((50, 3), dtype=np.float32)
+    assert KohonenQuantizer((2, 2), random_state=0).fit(ones).quantization_error(ones) == 0.0
+    tiny64 = np.random.default_rng(1).normal(size=(200, 2)) * 1e-100  # float64 holds these squares
+    assert KohonenQuantizer((2, 2), random_state=0).fit(tiny64).quantization_error(tiny64) > 0
