@@ -11,6 +11,19 @@
 #   2. the speed benchmark's GPU mode (`python -m benchmarks.speed --gpu`),
 #      on Fashion-MNIST where /usr/share/datasets/fashion-mnist holds it.
 # Usage: bash benchmarks/gpu_check.sh LOGDIR   (from the repository root)
+#
+# On the lent GPU machine of this workplace (nothing can be fetched there):
+# download the missing pure-Python packages for its Python 3.12 into .whl/
+# (git-ignored) - array-api-compat, array-api-strict, scikit-learn (to match
+# CI), minisom (built here with `pip wheel`), torchsom, vector-quantize-pytorch
+# and their needs einx, frozendict, loguru, torch-einops-utils, pydantic,
+# pydantic-core, annotated-types, typing-inspection, hdbscan - copy
+# /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz into .gpudata/
+# (excluded in .git/info/exclude), then run with carry [".whl", ".gpudata"]:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+#       --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
+#   mkdir -p /usr/share/datasets/fashion-mnist && cp .gpudata/*.gz /usr/share/datasets/fashion-mnist/
+#   TEST_SECONDS=230 BENCH_SECONDS=200 bash benchmarks/gpu_check.sh $OUT/gpu
 # Environment: PYTHON (default python3), TEST_SECONDS (240), BENCH_SECONDS (200).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_check.sh LOGDIR}
