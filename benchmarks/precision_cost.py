@@ -51,8 +51,8 @@ class Switch:
             self.reassigned += 0 if found is None else int(np.count_nonzero(found))
             return found
 
-        def imprecise(error, distance, xp):
-            found = self.imprecise(error, distance, xp)
+        def imprecise(error, distance, suspect, xp):
+            found = self.imprecise(error, distance, suspect, xp)
             self.recomputed += 0 if found is None else int(np.count_nonzero(found))
             return found
 
@@ -62,7 +62,7 @@ class Switch:
         core._doubtful = lambda *args: None
         core._imprecise = lambda *args: None
         # The one test of the common case never passes: no row is suspect.
-        core._rounding_error = lambda norms, n_features, xp, times=1: xp.full_like(norms, -xp.inf)
+        core._rounding_error = lambda norms, n_features, xp: xp.full_like(norms, -xp.inf)
 
     def restore(self):
         core._doubtful, core._imprecise, core._rounding_error = self.doubtful, self.imprecise, self.rounding_error

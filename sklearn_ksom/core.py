@@ -292,7 +292,8 @@ def squared_distances(X, codebook, *, missing: bool = False):
         nearest = xp.min(distances, axis=1) + norms
         _check_underflow(norms, nearest, centred, xp)
         error = _rounding_error(norms, X.shape[1], xp)
-        imprecise = _imprecise(error, nearest, xp)
+        suspect = _candidates(error, nearest, DISTANCE_SHARE)
+        imprecise = _imprecise(error, nearest, suspect, xp) if bool(xp.any(suspect)) else None
         distances += xp.reshape(norms, (-1, 1))
         if missing:
             distances = distances * xp.reshape(_rescaling(mask, xp), (-1, 1))
@@ -491,10 +492,10 @@ DISTANCE_SHARE = 2**8
 WINNER_SHARE = 2**4
 
 
-def _rounding_error(norms, n_features: int, xp, times: float = 1):
+def _rounding_error(norms, n_features: int, xp):
     """The worst-case rounding error of a row's scores, (N,), from its
-    squared distances to the reference point ``norms`` (``times`` it)."""
-    return norms * (4 * (n_features + 2) * float(xp.finfo(norms.dtype).eps) * times)
+    squared distances to the reference point ``norms``."""
+    return norms * (4 * (n_features + 2) * float(xp.finfo(norms.dtype).eps))
 
 
 def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False):
@@ -516,11 +517,12 @@ def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False
     distance = best + norms
     _check_underflow(norms, distance, X, xp)
     doubtful = imprecise = None
+    error = _rounding_error(norms, X.shape[1], xp)
+    suspect = _candidates(error, distance, DISTANCE_SHARE)
     # One test in the common case: no row close to a code or far from r.
-    if bool(xp.any(_rounding_error(norms, X.shape[1], xp, DISTANCE_SHARE) > distance)):
-        error = _rounding_error(norms, X.shape[1], xp)
+    if bool(xp.any(suspect)):
         doubtful = _doubtful(error, distance, best, scores, xp)
-        imprecise = _imprecise(error, distance, xp)
+        imprecise = _imprecise(error, distance, suspect, xp)
     squared_distance = xp.clip(distance, min=0)
     if missing:
         squared_distance = squared_distance * _rescaling(mask, xp)
@@ -528,21 +530,20 @@ def _assign_block(X, augmented_codebook, second: bool, xp, missing: bool = False
     return Assignment(first, squared_distance, runner_up), doubtful, imprecise
 
 
-def _imprecise(error, distance, xp):
+def _imprecise(error, distance, suspect, xp):
     """Rows whose squared ``distance`` the rounding ``error`` may have
     spoilt: (N,) booleans, or None where there are none.
 
-    A row is imprecise when its error exceeds 1/DISTANCE_SHARE of the larger
-    of its distance and the floor: the other rows' share of the block's
-    mean distance.  Every distance is then within 1/DISTANCE_SHARE of the
+    ``suspect``: the rows whose error exceeds 1/DISTANCE_SHARE of their
+    distance (:func:`_candidates`).  Of those, a row is imprecise when its
+    error also exceeds 1/DISTANCE_SHARE of the floor: the other rows' share
+    of the block's mean distance.  Every distance is then within 1/DISTANCE_SHARE of the
     larger of itself and the mean distance, and their sum (inertia, QE)
     within 2/DISTANCE_SHARE of exact; a row close to its code is not
     recomputed for a relative error that no sum can see.
     """
-    scaled = error * DISTANCE_SHARE
-    precise = scaled <= distance
-    floor = xp.sum(xp.where(precise, distance, xp.zeros_like(distance))) / distance.shape[0]
-    imprecise = scaled > xp.maximum(distance, floor)
+    floor = xp.sum(xp.where(suspect, xp.zeros_like(distance), distance)) / distance.shape[0]
+    imprecise = suspect & (error * DISTANCE_SHARE > floor)
     return imprecise if bool(xp.any(imprecise)) else None
 
 
@@ -553,10 +554,7 @@ def _winner_distances(X, codebook, rows, assignment: Assignment, xp, missing: bo
     dimension."""
     index = xp.nonzero(rows)[0]
     samples = xp.take(X, index, axis=0)
-    difference = samples - xp.take(codebook, xp.take(assignment.first, index), axis=0)
-    if missing:
-        difference = xp.where(xp.isnan(difference), 0.0, difference)
-    exact = squared_norms(difference)
+    exact = _summed_squares(samples - xp.take(codebook, xp.take(assignment.first, index), axis=0), xp, missing)
     if missing:
         exact = exact * _rescaling(masked_parts(samples)[1], xp)
     return assignment._replace(squared_distance=_merged(rows, index, exact, assignment.squared_distance, xp))
@@ -606,14 +604,19 @@ def _direct_squared_distances(X, codebook, xp, missing: bool = False):
     parts = []
     n_samples = X.shape[0]
     for start in range(0, n_samples, chunk):
-        difference = X[start:min(start + chunk, n_samples), None, :] - codebook[None, :, :]
-        if missing:
-            difference = xp.where(xp.isnan(difference), 0.0, difference)
-        parts.append(xp.sum(difference * difference, axis=-1))
+        parts.append(_summed_squares(X[start:min(start + chunk, n_samples), None, :] - codebook[None, :, :], xp, missing))
     distances = xp.concat(parts) if len(parts) > 1 else parts[0]
     if missing:
         distances = distances * xp.reshape(_rescaling(masked_parts(X)[1], xp), (-1, 1))
     return distances
+
+
+def _summed_squares(difference, xp, missing: bool):
+    """The sum of squares of ``difference`` over its last axis; with
+    ``missing``, its NaN entries (missing features) count nothing."""
+    if missing:
+        difference = xp.where(xp.isnan(difference), 0.0, difference)
+    return xp.sum(difference * difference, axis=-1)
 
 
 def _merged(replaced, index, new, old, xp):
@@ -625,19 +628,19 @@ def _merged(replaced, index, new, old, xp):
     return xp.where(where, taken, old)
 
 
-def _direct_assignment(X, codebook, imprecise, assignment: Assignment, xp, missing: bool) -> Assignment:
-    """``assignment`` with its ``imprecise`` rows assigned by differences."""
-    index = xp.nonzero(imprecise)[0]
+def _direct_assignment(X, codebook, rows, assignment: Assignment, xp, missing: bool) -> Assignment:
+    """``assignment`` with its ``rows`` (N,) assigned by differences."""
+    index = xp.nonzero(rows)[0]
     distances = _direct_squared_distances(xp.take(X, index, axis=0), codebook, xp, missing)
     first = xp.argmin(distances, axis=1)
     best = xp.reshape(xp.take_along_axis(distances, xp.reshape(first, (-1, 1)), axis=1), (-1,))
     runner_up = None
     if assignment.second is not None:
         runner_up = xp.argmin(_without_winner(distances, first, xp), axis=1)
-        runner_up = _merged(imprecise, index, runner_up, assignment.second, xp)
+        runner_up = _merged(rows, index, runner_up, assignment.second, xp)
     return Assignment(
-        _merged(imprecise, index, first, assignment.first, xp),
-        _merged(imprecise, index, best, assignment.squared_distance, xp),
+        _merged(rows, index, first, assignment.first, xp),
+        _merged(rows, index, best, assignment.squared_distance, xp),
         runner_up,
     )
 
